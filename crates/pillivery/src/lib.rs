@@ -1,0 +1,315 @@
+//! The whole fleet in one process: the embedded default a newcomer runs with one command.
+//!
+//! Every service runs as it does in production — its own loopback ports, real gRPC between them,
+//! its own database — only hosted by one process: SQLite files under the data folder (or one
+//! schema per service on a PostgreSQL server, or one database per service on MySQL), and
+//! in-process stores. Tests start fleets through [`Fleet::start`] with free ports, so several
+//! fleets can run side by side.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use pillivery_platform::db::DatabaseConfig;
+use pillivery_platform::server::{READINESS, ServerConfig, wait_until_serving};
+use pillivery_platform::shutdown::Shutdown;
+use tokio::task::JoinHandle;
+
+/// The services of the fleet, in start order (the gateway last: it calls the others).
+pub const SERVICES: [&str; 6] = ["user", "catalog", "order", "payment", "scheduler", "gateway"];
+
+/// Where the services keep their data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// `<data_dir>/<service>.db` each.
+    Sqlite { data_dir: PathBuf },
+    /// One schema per service (`<prefix>_<service>`) in this PostgreSQL database.
+    Postgres { url: String, schema_prefix: String },
+    /// One database per service (`<prefix>_<service>`) on this MySQL/MariaDB server.
+    Mysql { url: String, database_prefix: String },
+}
+
+impl Storage {
+    /// Picks the backend from a URL; SQLite when none is given.
+    pub fn from_url(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Storage> {
+        match url {
+            None => Ok(Storage::Sqlite {
+                data_dir: data_dir.to_path_buf(),
+            }),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Storage::Postgres {
+                    url: url.to_owned(),
+                    schema_prefix: "pillivery".into(),
+                })
+            }
+            Some(url) if url.starts_with("mysql://") => Ok(Storage::Mysql {
+                url: url.to_owned(),
+                database_prefix: "pillivery".into(),
+            }),
+            Some(other) => anyhow::bail!(
+                "--database-url must be a postgres:// or mysql:// URL (got `{}`)",
+                other.split(':').next().unwrap_or_default()
+            ),
+        }
+    }
+
+    async fn database_for(&self, service: &str) -> anyhow::Result<DatabaseConfig> {
+        Ok(match self {
+            Storage::Sqlite { data_dir } => {
+                let path = data_dir.join(format!("{service}.db"));
+                DatabaseConfig::new(format!("sqlite://{}?mode=rwc", path.display()))
+            }
+            Storage::Postgres { url, schema_prefix } => {
+                let mut config = DatabaseConfig::new(url.clone());
+                config.schema = Some(format!("{schema_prefix}_{service}"));
+                config
+            }
+            Storage::Mysql {
+                url,
+                database_prefix,
+            } => {
+                let database = format!("{database_prefix}_{service}");
+                let database_url = pillivery_platform::db::create_mysql_database(url, &database)
+                    .await
+                    .with_context(|| format!("creating MySQL database {database}"))?;
+                DatabaseConfig::new(database_url)
+            }
+        })
+    }
+}
+
+/// How to start a fleet.
+#[derive(Clone, Debug)]
+pub struct FleetOptions {
+    /// The gateway's public port on 127.0.0.1; 0 picks a free one.
+    pub http_port: u16,
+    pub storage: Storage,
+    /// Demo items loaded when the catalog is empty.
+    pub demo_items: u32,
+    /// How long services may take to become ready.
+    pub start_timeout: Duration,
+}
+
+impl FleetOptions {
+    /// A fleet in `data_dir` with free ports: what tests use.
+    pub fn for_tests(data_dir: &Path) -> FleetOptions {
+        FleetOptions {
+            http_port: 0,
+            storage: Storage::Sqlite {
+                data_dir: data_dir.to_path_buf(),
+            },
+            demo_items: 200,
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One running service of the fleet.
+pub struct RunningService {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: Shutdown,
+    task: JoinHandle<Result<(), String>>,
+}
+
+/// A running fleet.
+pub struct Fleet {
+    pub http_addr: SocketAddr,
+    services: BTreeMap<&'static str, RunningService>,
+    shutdown: Shutdown,
+}
+
+fn loopback_server() -> ServerConfig {
+    ServerConfig::loopback()
+}
+
+impl Fleet {
+    /// Starts every service, waits until each reports ready, and returns.
+    pub async fn start(options: FleetOptions) -> anyhow::Result<Fleet> {
+        if let Storage::Sqlite { data_dir } = &options.storage {
+            std::fs::create_dir_all(data_dir).with_context(|| {
+                format!("creating the data folder {}", data_dir.display())
+            })?;
+        }
+        let shutdown = Shutdown::new();
+        let mut services = BTreeMap::new();
+
+        let user = user::BoundUser::bind(user::UserConfig {
+            server: loopback_server(),
+            database: options.storage.database_for("user").await?,
+            ..Default::default()
+        })
+        .await?;
+        let catalog = catalog::BoundCatalog::bind(catalog::CatalogConfig {
+            server: loopback_server(),
+            database: options.storage.database_for("catalog").await?,
+            demo_items: options.demo_items,
+            ..Default::default()
+        })
+        .await?;
+        let order = order::BoundOrder::bind(order::OrderConfig {
+            server: loopback_server(),
+            database: options.storage.database_for("order").await?,
+            ..Default::default()
+        })
+        .await?;
+        let payment = payment::BoundPayment::bind(payment::PaymentConfig {
+            server: loopback_server(),
+            database: options.storage.database_for("payment").await?,
+            ..Default::default()
+        })
+        .await?;
+        let scheduler = scheduler::BoundScheduler::bind(scheduler::SchedulerConfig {
+            server: loopback_server(),
+            database: options.storage.database_for("scheduler").await?,
+            ..Default::default()
+        })
+        .await?;
+        let mut upstreams = BTreeMap::new();
+        upstreams.insert(
+            "catalog".to_owned(),
+            gateway::GatewayUpstream::new(
+                format!("http://{}", catalog.grpc_addr()),
+                &["pillivery.catalog.v1.CatalogService"],
+            ),
+        );
+        let gateway = gateway::BoundGateway::bind(gateway::GatewayConfig {
+            http_host: [127, 0, 0, 1].into(),
+            http_port: options.http_port,
+            server: loopback_server(),
+            upstreams,
+            ..Default::default()
+        })
+        .await?;
+        let http_addr = gateway.http_addr();
+
+        macro_rules! launch {
+            ($name:literal, $bound:expr) => {{
+                let bound = $bound;
+                let own = shutdown.child();
+                let grpc_addr = bound.grpc_addr();
+                let admin_addr = bound.admin_addr();
+                let stop = own.clone();
+                let task = tokio::spawn(async move {
+                    bound.serve(stop).await.map_err(|error| error.to_string())
+                });
+                services.insert(
+                    $name,
+                    RunningService {
+                        grpc_addr,
+                        admin_addr,
+                        shutdown: own,
+                        task,
+                    },
+                );
+            }};
+        }
+        launch!("user", user);
+        launch!("catalog", catalog);
+        launch!("order", order);
+        launch!("payment", payment);
+        launch!("scheduler", scheduler);
+        launch!("gateway", gateway);
+
+        let fleet = Fleet {
+            http_addr,
+            services,
+            shutdown,
+        };
+        for (name, service) in &fleet.services {
+            if let Err(error) =
+                wait_until_serving(service.grpc_addr, READINESS, options.start_timeout).await
+            {
+                fleet.shutdown.trigger();
+                anyhow::bail!("{name} did not become ready: {error}");
+            }
+        }
+        Ok(fleet)
+    }
+
+    /// A service's addresses, by name (`catalog`, `gateway`, ...).
+    pub fn service(&self, name: &str) -> Option<&RunningService> {
+        self.services.get(name)
+    }
+
+    /// Stops one service (the others keep running) and waits until it has stopped.
+    pub async fn stop_service(&mut self, name: &str) -> anyhow::Result<()> {
+        let service = self
+            .services
+            .remove(name)
+            .with_context(|| format!("no running service `{name}`"))?;
+        service.shutdown.trigger();
+        service
+            .task
+            .await
+            .context("service task panicked")?
+            .map_err(|error| anyhow::anyhow!("{name}: {error}"))
+    }
+
+    /// Resolves when any service stops on its own (a failure) or `shutdown` fires.
+    pub async fn run_until(&mut self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let mut failed = None;
+        {
+            let watches = self.services.iter_mut().map(|(name, service)| {
+                let name = *name;
+                Box::pin(async move { (name, (&mut service.task).await) })
+            });
+            tokio::select! {
+                () = shutdown.wait() => {}
+                ((name, result), _, _) = futures::future::select_all(watches) => {
+                    failed = Some(match result {
+                        Ok(Ok(())) => format!("{name} stopped unexpectedly"),
+                        Ok(Err(error)) => format!("{name} failed: {error}"),
+                        Err(error) => format!("{name} panicked: {error}"),
+                    });
+                }
+            }
+        }
+        if let Some(reason) = failed {
+            anyhow::bail!(reason);
+        }
+        Ok(())
+    }
+
+    /// Stops every service gracefully and waits for all of them.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.trigger();
+        let mut errors = Vec::new();
+        for (name, service) in self.services {
+            match service.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => errors.push(format!("{name}: {error}")),
+                Err(error) if error.is_cancelled() => {}
+                Err(error) => errors.push(format!("{name}: {error}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!(errors.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_is_chosen_by_url() {
+        let dir = Path::new("./data");
+        assert!(matches!(Storage::from_url(None, dir), Ok(Storage::Sqlite { .. })));
+        assert!(matches!(
+            Storage::from_url(Some("postgres://postgres@127.0.0.1/test"), dir),
+            Ok(Storage::Postgres { .. })
+        ));
+        assert!(matches!(
+            Storage::from_url(Some("mysql://root@127.0.0.1/test"), dir),
+            Ok(Storage::Mysql { .. })
+        ));
+        assert!(Storage::from_url(Some("redis://x"), dir).is_err());
+    }
+}

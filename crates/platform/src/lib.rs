@@ -1,0 +1,24 @@
+//! What every Pillivery service stands on, and nothing domain-specific.
+//!
+//! - [`config`]: typed configuration from defaults, an optional file and `PILLIVERY_…` variables.
+//! - [`telemetry`]: logs, OTLP traces, W3C propagation, Prometheus metrics.
+//! - [`server`]: a tonic server with health, reflection, an admin port and graceful shutdown.
+//! - [`client`]: gRPC channels to other services with deadline, breaker, bulkhead and retries.
+//! - [`resilience`]: the circuit breaker, bulkhead and retry budget those clients use.
+//! - [`db`]: database connections by URL (SQLite, PostgreSQL, MySQL) and migrations.
+//! - [`kv`]: cache, counter, HyperLogLog, rate limiter and lock over Redis or in-process.
+//! - [`error`]: service errors as `tonic::Status` with machine-readable details, and back.
+//! - [`shutdown`]: the one signal every task of a process watches.
+//! - [`process`]: the life of a service binary, from configuration to exit code.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod kv;
+pub mod process;
+pub mod resilience;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;

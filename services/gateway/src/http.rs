@@ -1,0 +1,527 @@
+//! The public REST port: one axum route per binding in the route table, each transcoding to
+//! its RPC, plus `/api/openapi.json`. Anything else answers the error shape with 404 (405 for a
+//! known path with another method), whatever its content type, a gRPC request included.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use pillivery_platform::client::{CallOptions, Upstream};
+use pillivery_platform::error::{ApiError, Locale, Text};
+use pillivery_platform::telemetry;
+use pillivery_proto::api::AuthPolicy;
+use prost_reflect::DynamicMessage;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
+
+use crate::codec::DynamicCodec;
+use crate::errors::HttpError;
+use crate::routes::{BodyBinding, Route, Segment, Verb};
+use crate::transcode::{self, Violations};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// What every route handler shares.
+pub struct Gateway {
+    pub upstreams: HashMap<String, Upstream>,
+    pub default_deadline: Duration,
+    pub max_body_bytes: u64,
+    pub trust_forwarded_for: bool,
+    pub openapi: Bytes,
+}
+
+/// The request id of this request (taken from the client or generated), set by middleware.
+#[derive(Clone)]
+struct RequestId(String);
+
+/// Builds the public router.
+pub fn router(gateway: Arc<Gateway>, routes: Vec<Route>, cors_origins: &[String]) -> axum::Router {
+    let mut by_path: BTreeMap<String, MethodRouter> = BTreeMap::new();
+    for route in routes {
+        let route = Arc::new(route);
+        let filter = match route.verb {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        };
+        let handler = {
+            let gateway = gateway.clone();
+            let route = route.clone();
+            move |request: Request| {
+                let gateway = gateway.clone();
+                let route = route.clone();
+                async move { transcode_call(&gateway, &route, request).await }
+            }
+        };
+        let path = route.axum_path();
+        let method_router = by_path.remove(&path).unwrap_or_default();
+        by_path.insert(path, method_router.on(filter, handler));
+    }
+    let openapi = gateway.openapi.clone();
+    by_path.insert(
+        "/api/openapi.json".into(),
+        MethodRouter::new().on(MethodFilter::GET, move || {
+            let openapi = openapi.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                    openapi,
+                )
+            }
+        }),
+    );
+    let mut app = axum::Router::new();
+    for (path, method_router) in by_path {
+        app = app.route(&path, method_router.fallback(method_not_allowed));
+    }
+    let mut app = app
+        .fallback(route_not_found)
+        .layer(axum::middleware::from_fn(observe))
+        .layer(CompressionLayer::new().gzip(true));
+    if !cors_origins.is_empty() {
+        app = app.layer(cors_layer(cors_origins));
+    }
+    app
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT_LANGUAGE,
+            IDEMPOTENCY_KEY,
+            REQUEST_ID,
+            HeaderName::from_static("traceparent"),
+        ])
+        .expose_headers([REQUEST_ID, HeaderName::from_static("refresh")])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Request id, trace context, access metrics and a span around every request.
+async fn observe(mut request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty() && value.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http.request",
+        http.method = %method,
+        http.route = %route,
+        request_id = %request_id,
+        http.status = tracing::field::Empty,
+    );
+    telemetry::continue_trace(&span, &telemetry::HeaderCarrier(request.headers()));
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.status", status);
+    metrics::counter!(
+        "pillivery_http_requests_total",
+        "route" => route.clone(),
+        "method" => method.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("pillivery_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+fn request_id_of(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default()
+}
+
+fn locale_of(headers: &HeaderMap) -> Locale {
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|value| value.to_str().ok())
+        .map(Locale::from_accept_language)
+        .unwrap_or_default()
+}
+
+async fn route_not_found(request: Request) -> Response {
+    let locale = locale_of(request.headers());
+    HttpError::route_not_found(locale).into_response(&request_id_of(&request))
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let locale = locale_of(request.headers());
+    HttpError::own(
+        Code::InvalidArgument,
+        "METHOD_NOT_ALLOWED",
+        Text::new("허용되지 않는 메서드입니다.", "This method is not allowed here."),
+        locale,
+    )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    .into_response(&request_id_of(&request))
+}
+
+/// REST request → RPC → REST response.
+async fn transcode_call(gateway: &Gateway, route: &Route, request: Request) -> Response {
+    let request_id = request_id_of(&request);
+    let locale = locale_of(request.headers());
+    match call(gateway, route, request, &request_id, locale).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(&request_id),
+    }
+}
+
+async fn call(
+    gateway: &Gateway,
+    route: &Route,
+    request: Request,
+    request_id: &str,
+    locale: Locale,
+) -> Result<Response, HttpError> {
+    let (mut parts, body) = request.into_parts();
+
+    // Who may call: identity comes with the identity issue; until tokens can be verified, a
+    // route that needs a user answers 401 to everyone rather than trusting an unchecked token.
+    if route.auth != AuthPolicy::Public {
+        let has_bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("Bearer ") && value.len() > 7);
+        let (reason, text) = if has_bearer {
+            (
+                "INVALID_TOKEN",
+                Text::new("유효하지 않은 토큰입니다.", "The access token is not valid."),
+            )
+        } else {
+            (
+                "AUTHENTICATION_REQUIRED",
+                Text::new("로그인이 필요합니다.", "Authentication is required."),
+            )
+        };
+        return Err(HttpError::own(Code::Unauthenticated, reason, text, locale));
+    }
+    if route.idempotency_key_required
+        && parts
+            .headers
+            .get(&IDEMPOTENCY_KEY)
+            .and_then(|value| value.to_str().ok())
+            .is_none_or(|value| value.trim().is_empty() || value.len() > 200)
+    {
+        return Err(HttpError::from_api_error(
+            ApiError::validation(vec![pillivery_platform::error::FieldViolation::new(
+                "Idempotency-Key",
+                serde_json::Value::Null,
+                Text::new(
+                    "Idempotency-Key 헤더가 필요합니다 (1~200자).",
+                    "the Idempotency-Key header is required (1 to 200 characters)",
+                ),
+            )]),
+            locale,
+        ));
+    }
+
+    // The request message: path, then query, then body.
+    let mut message = DynamicMessage::new(route.method.input());
+    let mut violations = Violations::default();
+    let raw_params = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|_| HttpError::route_not_found(locale))?;
+    let values: Vec<String> = raw_params.iter().map(|(_, value)| value.to_owned()).collect();
+    for (field_path, text) in route.path_variables().into_iter().zip(values.iter()) {
+        transcode::set_from_path(&mut message, field_path, text, &mut violations);
+    }
+    for segment in &route.segments {
+        if let Segment::FixedVariable { field_path, value } = segment {
+            transcode::set_from_path(&mut message, field_path, value, &mut violations);
+        }
+    }
+    let path_fields = route.path_bound_fields();
+    let query = parts.uri.query().unwrap_or_default();
+    match &route.body {
+        // With `body: "*"` every field comes from the body; a query string is ignored.
+        BodyBinding::Whole => {}
+        BodyBinding::None => {
+            transcode::query_into_message(&mut message, query, &path_fields, &mut violations)
+        }
+        BodyBinding::Field(field) => {
+            let mut skip = path_fields.clone();
+            skip.push(field.name().to_owned());
+            transcode::query_into_message(&mut message, query, &skip, &mut violations)
+        }
+    }
+    let limit = route
+        .max_body_bytes
+        .map(u64::from)
+        .unwrap_or(gateway.max_body_bytes);
+    let body = read_body(body, &parts.headers, limit, locale).await?;
+    match &route.body {
+        BodyBinding::None => {
+            // Routes without a body accept an empty body or `{}`.
+            if !body.is_empty() {
+                let json = parse_json(&body, locale)?;
+                if json != serde_json::json!({}) {
+                    return Err(HttpError::own(
+                        Code::InvalidArgument,
+                        "UNEXPECTED_BODY",
+                        Text::new("이 요청은 본문을 받지 않습니다.", "This route takes no request body."),
+                        locale,
+                    ));
+                }
+            }
+        }
+        BodyBinding::Whole => {
+            let json = if body.is_empty() {
+                serde_json::json!({})
+            } else {
+                parse_json(&body, locale)?
+            };
+            transcode::json_into_message(&mut message, &json, "", &path_fields, &mut violations);
+        }
+        BodyBinding::Field(field) => {
+            let json = if body.is_empty() {
+                serde_json::Value::Null
+            } else {
+                parse_json(&body, locale)?
+            };
+            set_body_field(&mut message, field, &json, &mut violations);
+        }
+    }
+    if !violations.is_empty() {
+        return Err(HttpError::from_api_error(
+            ApiError::validation(violations.0),
+            locale,
+        ));
+    }
+
+    // The call.
+    let upstream = gateway.upstreams.get(&route.upstream).ok_or_else(|| {
+        tracing::error!(upstream = %route.upstream, "route names an unknown upstream");
+        HttpError::from_api_error(ApiError::internal(&"unknown upstream"), locale)
+    })?;
+    let client_ip = client_ip(&parts, gateway.trust_forwarded_for);
+    let deadline = route
+        .deadline_ms
+        .map(|ms| Duration::from_millis(u64::from(ms)))
+        .unwrap_or(gateway.default_deadline);
+    let grpc_path: http::uri::PathAndQuery = route
+        .grpc_path()
+        .parse()
+        .map_err(|_| HttpError::from_api_error(ApiError::internal(&"bad gRPC path"), locale))?;
+    let output = route.method.output();
+    let span = tracing::Span::current();
+    let headers = parts.headers.clone();
+    let answer = upstream
+        .call(
+            CallOptions {
+                deadline,
+                retryable: route.retryable,
+            },
+            |channel, remaining| {
+                let mut grpc_request = tonic::Request::new(message.clone());
+                grpc_request.set_timeout(remaining);
+                forward_metadata(&mut grpc_request, &headers, request_id, client_ip.as_deref());
+                telemetry::inject_trace(
+                    &span,
+                    &mut telemetry::MetadataCarrier(grpc_request.metadata_mut()),
+                );
+                let codec = DynamicCodec::new(output.clone());
+                let path = grpc_path.clone();
+                async move {
+                    let mut grpc = tonic::client::Grpc::new(channel);
+                    grpc.ready()
+                        .await
+                        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+                    grpc.unary(grpc_request, path, codec).await
+                }
+            },
+        )
+        .await;
+    let response = match answer {
+        Ok(response) => response.into_inner(),
+        Err(error) => {
+            return Err(match error.into_api_error() {
+                Ok(api_error) => HttpError::from_api_error(api_error, locale),
+                Err(status) => HttpError::from_status(&status, locale),
+            });
+        }
+    };
+    let status = StatusCode::from_u16(route.success_status).unwrap_or(StatusCode::OK);
+    if status == StatusCode::NO_CONTENT {
+        return Ok(status.into_response());
+    }
+    let json = transcode::message_to_json(&response);
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        json.to_string(),
+    )
+        .into_response())
+}
+
+fn set_body_field(
+    message: &mut DynamicMessage,
+    field: &prost_reflect::FieldDescriptor,
+    json: &serde_json::Value,
+    violations: &mut Violations,
+) {
+    // The client sent the field's value itself, so violation paths start inside it.
+    let wrapper = serde_json::json!({ field.json_name(): json });
+    let mut scratch = Violations::default();
+    transcode::json_into_message(message, &wrapper, "", &[], &mut scratch);
+    let prefix = field.json_name();
+    for mut violation in scratch.0 {
+        if let Some(rest) = violation.field.strip_prefix(prefix) {
+            violation.field = rest.strip_prefix('.').unwrap_or(rest).to_owned();
+            if violation.field.is_empty() {
+                violation.field = "body".into();
+            }
+        }
+        violations.0.push(violation);
+    }
+}
+
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: u64,
+    locale: Locale,
+) -> Result<Bytes, HttpError> {
+    let too_large = || {
+        HttpError::own(
+            Code::InvalidArgument,
+            "PAYLOAD_TOO_LARGE",
+            Text::new("요청 본문이 너무 큽니다.", "The request body is too large."),
+            locale,
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(HttpError::own(
+            Code::InvalidArgument,
+            "MALFORMED_REQUEST",
+            Text::new("요청 본문을 읽을 수 없습니다.", "The request body could not be read."),
+            locale,
+        )),
+    }
+}
+
+fn parse_json(body: &[u8], locale: Locale) -> Result<serde_json::Value, HttpError> {
+    serde_json::from_slice(body).map_err(|_| {
+        HttpError::own(
+            Code::InvalidArgument,
+            "MALFORMED_JSON",
+            Text::new("JSON 형식이 올바르지 않습니다.", "The body is not valid JSON."),
+            locale,
+        )
+    })
+}
+
+fn client_ip(parts: &http::request::Parts, trust_forwarded_for: bool) -> Option<String> {
+    if trust_forwarded_for
+        && let Some(first) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    {
+        return Some(first.to_owned());
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+}
+
+/// What services learn about the caller: the request id, the language, the client address and
+/// the bearer token (services verify it again themselves).
+fn forward_metadata(
+    request: &mut tonic::Request<DynamicMessage>,
+    headers: &HeaderMap,
+    request_id: &str,
+    client_ip: Option<&str>,
+) {
+    let metadata = request.metadata_mut();
+    if let Ok(value) = MetadataValue::try_from(request_id) {
+        metadata.insert("x-request-id", value);
+    }
+    if let Some(ip) = client_ip
+        && let Ok(value) = MetadataValue::try_from(ip)
+    {
+        metadata.insert("x-client-ip", value);
+    }
+    for name in [header::ACCEPT_LANGUAGE, header::AUTHORIZATION] {
+        if let Some(value) = headers.get(&name).and_then(|value| value.to_str().ok())
+            && let Ok(value) = MetadataValue::try_from(value)
+            && let Ok(key) = tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes())
+        {
+            metadata.insert(key, value);
+        }
+    }
+    if let Some(key) = headers
+        .get(&IDEMPOTENCY_KEY)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| MetadataValue::try_from(value).ok())
+    {
+        metadata.insert("idempotency-key", key);
+    }
+}

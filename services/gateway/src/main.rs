@@ -1,0 +1,7 @@
+//! `pillivery-gateway`: the REST gateway as its own process.
+#![forbid(unsafe_code)]
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    pillivery_platform::process::run_service("gateway", gateway::run).await
+}

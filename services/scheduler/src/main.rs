@@ -1,0 +1,7 @@
+//! `pillivery-scheduler`: the scheduler service as its own process.
+#![forbid(unsafe_code)]
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    pillivery_platform::process::run_service("scheduler", scheduler::run).await
+}

@@ -1,0 +1,3 @@
+//! The scheduler service's storage: its own database, which no other service reads.
+
+pub mod migration;
