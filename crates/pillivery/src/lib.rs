@@ -134,6 +134,8 @@ impl Fleet {
                 format!("creating the data folder {}", data_dir.display())
             })?;
         }
+        // Installed before any breaker or counter is created, so no early sample is lost.
+        let _ = pillivery_platform::telemetry::metrics_handle();
         let shutdown = Shutdown::new();
         let mut services = BTreeMap::new();
 

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use pillivery_platform::db::DatabaseConfig;
+pub use reqwest;
 
 pub const POSTGRES_URL_VARIABLE: &str = "PILLIVERY_TEST_POSTGRES_URL";
 pub const MYSQL_URL_VARIABLE: &str = "PILLIVERY_TEST_MYSQL_URL";
