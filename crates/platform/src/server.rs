@@ -166,7 +166,9 @@ impl ServiceHost {
         let grpc_addr = grpc.local_addr().ok();
         let admin_addr = admin.local_addr().ok();
 
-        let admin_task = tokio::spawn(serve_admin(admin, readiness.clone(), shutdown.clone()));
+        // The admin port lives until the gRPC server has drained, so probes see `/readyz` turn 503
+        // during the lameduck period instead of a refused connection.
+        let admin_task = tokio::spawn(serve_admin(admin, readiness.clone()));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status(LIVENESS, ServingStatus::Serving).await;
@@ -236,7 +238,7 @@ async fn set_readiness(health: &HealthReporter, names: &[String], status: Servin
     }
 }
 
-async fn serve_admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) {
+async fn serve_admin(listener: TcpListener, readiness: Readiness) {
     use axum::routing::get;
     let ready_for_probe = readiness.clone();
     let app = axum::Router::new()
@@ -263,9 +265,7 @@ async fn serve_admin(listener: TcpListener, readiness: Readiness, shutdown: Shut
                 }
             }),
         );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await;
+    let served = axum::serve(listener, app).await;
     if let Err(error) = served {
         tracing::error!(%error, "admin port failed");
     }

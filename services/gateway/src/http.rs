@@ -334,9 +334,13 @@ async fn call(
             set_body_field(&mut message, field, &json, &mut violations);
         }
     }
-    if !violations.is_empty() {
+    // What the gateway could not parse is left unset. A read-only RPC is still asked, so its own
+    // rule violations are reported in the same answer (SPEC: all violations at once); anything
+    // that might change state is never called with a request known to be invalid.
+    let gateway_violations = violations.0;
+    if !gateway_violations.is_empty() && !route.read_only {
         return Err(HttpError::from_api_error(
-            ApiError::validation(violations.0),
+            ApiError::validation(gateway_violations),
             locale,
         ));
     }
@@ -384,12 +388,28 @@ async fn call(
             },
         )
         .await;
+    let validation = |mut service_errors: Vec<_>| {
+        let mut all = HttpError::from_api_error(ApiError::validation(gateway_violations.clone()), locale);
+        all.field_errors.append(&mut service_errors);
+        all
+    };
     let response = match answer {
+        Ok(_) if !gateway_violations.is_empty() => return Err(validation(Vec::new())),
         Ok(response) => response.into_inner(),
         Err(error) => {
-            return Err(match error.into_api_error() {
+            let error = match error.into_api_error() {
                 Ok(api_error) => HttpError::from_api_error(api_error, locale),
                 Err(status) => HttpError::from_status(&status, locale),
+            };
+            if gateway_violations.is_empty() {
+                return Err(error);
+            }
+            // The request was invalid anyway: merge the service's violations, or report only
+            // ours when the service failed for another reason.
+            return Err(if error.code == Code::InvalidArgument {
+                validation(error.field_errors)
+            } else {
+                validation(Vec::new())
             });
         }
     };

@@ -71,6 +71,9 @@ pub struct Route {
     pub success_status: u16,
     /// The RPC has no side effects or is idempotent, so an unanswered attempt may be resent.
     pub retryable: bool,
+    /// The RPC changes nothing (`NO_SIDE_EFFECTS`): it may be asked with a partly invalid request
+    /// so its own violations are reported together with the gateway's.
+    pub read_only: bool,
     /// The upstream (downstream service) that serves this RPC.
     pub upstream: String,
 }
@@ -205,10 +208,9 @@ pub fn build_routes(
                     method.full_name()
                 ));
             }
-            let retryable = matches!(
-                options.get_field_by_name("idempotency_level").as_deref(),
-                Some(Value::EnumNumber(1 | 2))
-            );
+            let idempotency_level = options.get_field_by_name("idempotency_level");
+            let retryable = matches!(idempotency_level.as_deref(), Some(Value::EnumNumber(1 | 2)));
+            let read_only = matches!(idempotency_level.as_deref(), Some(Value::EnumNumber(1)));
             let mut bindings = vec![rule.clone()];
             bindings.extend(rule.additional_bindings.iter().cloned());
             for binding in bindings {
@@ -252,6 +254,7 @@ pub fn build_routes(
                             .map_err(|_| format!("{}: bad success_status", method.full_name()))?
                     },
                     retryable,
+                    read_only,
                     upstream: upstream.clone(),
                 };
                 check_fields_exist(&route)?;
