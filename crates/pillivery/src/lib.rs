@@ -139,7 +139,7 @@ impl Fleet {
         let shutdown = Shutdown::new();
         let mut services = BTreeMap::new();
 
-        let user = user::BoundUser::bind(user::UserConfig {
+        let user = user::bind(user::UserConfig {
             server: loopback_server(),
             database: options.storage.database_for("user").await?,
             ..Default::default()
@@ -152,19 +152,19 @@ impl Fleet {
             ..Default::default()
         })
         .await?;
-        let order = order::BoundOrder::bind(order::OrderConfig {
+        let order = order::bind(order::OrderConfig {
             server: loopback_server(),
             database: options.storage.database_for("order").await?,
             ..Default::default()
         })
         .await?;
-        let payment = payment::BoundPayment::bind(payment::PaymentConfig {
+        let payment = payment::bind(payment::PaymentConfig {
             server: loopback_server(),
             database: options.storage.database_for("payment").await?,
             ..Default::default()
         })
         .await?;
-        let scheduler = scheduler::BoundScheduler::bind(scheduler::SchedulerConfig {
+        let scheduler = scheduler::bind(scheduler::SchedulerConfig {
             server: loopback_server(),
             database: options.storage.database_for("scheduler").await?,
             ..Default::default()

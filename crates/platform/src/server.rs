@@ -364,3 +364,49 @@ pub async fn wait_until_serving(
     }
     Err(format!("{addr} not serving `{service}`: {last_error}"))
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+/// A service whose RPCs are not built yet: it binds its ports, migrates its own database with
+/// `M`, and serves health, reflection and metrics, so the fleet and its probes are complete while
+/// its contract is being written.
+pub struct MigratedService<M> {
+    host: ServiceHost,
+    database: crate::db::DatabaseConfig,
+    migrator: std::marker::PhantomData<M>,
+}
+
+impl<M: sea_orm_migration::MigratorTrait> MigratedService<M> {
+    pub async fn bind(
+        name: &'static str,
+        server: &ServerConfig,
+        database: crate::db::DatabaseConfig,
+    ) -> Result<Self, StartError> {
+        Ok(Self {
+            host: ServiceHost::bind(name, server).await?,
+            database,
+            migrator: std::marker::PhantomData,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.host.grpc_addr()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.host.admin_addr()
+    }
+
+    /// Migrates, then serves until `shutdown`.
+    pub async fn serve(self, shutdown: Shutdown) -> Result<(), StartError> {
+        let _database = crate::db::connect_and_migrate::<M>(&self.database).await?;
+        self.host.serve(Routes::default(), &[], shutdown).await?;
+        Ok(())
+    }
+}

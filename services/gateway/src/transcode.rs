@@ -79,9 +79,10 @@ pub fn message_to_json(message: &DynamicMessage) -> Json {
     }
     let mut object = Map::new();
     for field in message.descriptor().fields() {
-        let value = if field.is_list() || field.is_map() || !field.supports_presence() {
-            field_to_json(&field, &message.get_field(&field))
-        } else if message.has_field(&field) {
+        // Lists, maps and plain scalars are always written; a field with presence (optional,
+        // message) is `null` when unset.
+        let always_written = field.is_list() || field.is_map() || !field.supports_presence();
+        let value = if always_written || message.has_field(&field) {
             field_to_json(&field, &message.get_field(&field))
         } else {
             Json::Null

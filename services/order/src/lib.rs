@@ -7,55 +7,20 @@
 pub mod config;
 pub mod store;
 
-use std::net::SocketAddr;
-
-use pillivery_platform::server::{ServeError, ServiceHost};
+use pillivery_platform::server::{MigratedService, StartError};
 use pillivery_platform::shutdown::Shutdown;
 
 pub use crate::config::OrderConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-    #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
-}
-
 /// The service with its ports bound, not yet serving.
-pub struct BoundOrder {
-    config: OrderConfig,
-    host: ServiceHost,
-}
+pub type BoundOrder = MigratedService<store::migration::Migrator>;
 
-impl BoundOrder {
-    pub async fn bind(config: OrderConfig) -> Result<BoundOrder, StartError> {
-        let host = ServiceHost::bind("order", &config.server).await?;
-        Ok(BoundOrder { config, host })
-    }
-
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.host.grpc_addr()
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.host.admin_addr()
-    }
-
-    /// Migrates, then serves until `shutdown`.
-    pub async fn serve(self, shutdown: Shutdown) -> Result<(), StartError> {
-        let _database = pillivery_platform::db::connect_and_migrate::<store::migration::Migrator>(
-            &self.config.database,
-        )
-        .await?;
-        self.host
-            .serve(tonic::service::Routes::default(), &[], shutdown)
-            .await?;
-        Ok(())
-    }
+/// Binds the service's ports (the database is migrated when it starts serving).
+pub async fn bind(config: OrderConfig) -> Result<BoundOrder, StartError> {
+    MigratedService::bind("order", &config.server, config.database).await
 }
 
 /// Binds and serves until `shutdown`.
 pub async fn run(config: OrderConfig, shutdown: Shutdown) -> Result<(), StartError> {
-    BoundOrder::bind(config).await?.serve(shutdown).await
+    bind(config).await?.serve(shutdown).await
 }

@@ -7,55 +7,20 @@
 pub mod config;
 pub mod store;
 
-use std::net::SocketAddr;
-
-use pillivery_platform::server::{ServeError, ServiceHost};
+use pillivery_platform::server::{MigratedService, StartError};
 use pillivery_platform::shutdown::Shutdown;
 
 pub use crate::config::SchedulerConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-    #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
-}
-
 /// The service with its ports bound, not yet serving.
-pub struct BoundScheduler {
-    config: SchedulerConfig,
-    host: ServiceHost,
-}
+pub type BoundScheduler = MigratedService<store::migration::Migrator>;
 
-impl BoundScheduler {
-    pub async fn bind(config: SchedulerConfig) -> Result<BoundScheduler, StartError> {
-        let host = ServiceHost::bind("scheduler", &config.server).await?;
-        Ok(BoundScheduler { config, host })
-    }
-
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.host.grpc_addr()
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.host.admin_addr()
-    }
-
-    /// Migrates, then serves until `shutdown`.
-    pub async fn serve(self, shutdown: Shutdown) -> Result<(), StartError> {
-        let _database = pillivery_platform::db::connect_and_migrate::<store::migration::Migrator>(
-            &self.config.database,
-        )
-        .await?;
-        self.host
-            .serve(tonic::service::Routes::default(), &[], shutdown)
-            .await?;
-        Ok(())
-    }
+/// Binds the service's ports (the database is migrated when it starts serving).
+pub async fn bind(config: SchedulerConfig) -> Result<BoundScheduler, StartError> {
+    MigratedService::bind("scheduler", &config.server, config.database).await
 }
 
 /// Binds and serves until `shutdown`.
 pub async fn run(config: SchedulerConfig, shutdown: Shutdown) -> Result<(), StartError> {
-    BoundScheduler::bind(config).await?.serve(shutdown).await
+    bind(config).await?.serve(shutdown).await
 }
