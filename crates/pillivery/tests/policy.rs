@@ -30,6 +30,7 @@ async fn admin_routes_need_a_verified_token() {
         http_port: 0,
         server: pillivery_platform::server::ServerConfig::loopback(),
         upstreams,
+        cors_allowed_origins: "https://shop.example".into(),
         ..Default::default()
     })
     .await
@@ -59,6 +60,26 @@ async fn admin_routes_need_a_verified_token() {
     assert_eq!(response.status().as_u16(), 401);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], json!("INVALID_TOKEN"));
+
+    // CORS for the configured storefront origin only.
+    let preflight = client
+        .request(pillivery_testkit::reqwest::Method::OPTIONS, format!("{base}/api/items"))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let foreign = client
+        .get(format!("{base}/api/categories"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(!foreign.headers().contains_key("access-control-allow-origin"));
 
     // Public routes of the same gateway reach the catalog through the resolved endpoints.
     let response = client.get(format!("{base}/api/items/1")).send().await.unwrap();

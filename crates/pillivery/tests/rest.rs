@@ -277,3 +277,38 @@ async fn the_openapi_document_describes_what_is_served() {
     }
     test.fleet.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn bodies_are_limited_and_routes_without_one_accept_empty_or_braces() {
+    let test = start_fleet().await;
+    let client = pillivery_testkit::http_client();
+    let response = client
+        .get(format!("{}/api/items/1", test.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], json!("PAYLOAD_TOO_LARGE"));
+    assert_eq!(body["status"], json!(413));
+
+    let response = client
+        .get(format!("{}/api/items/1", test.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let response = client
+        .get(format!("{}/api/items/1", test.base))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], json!("MALFORMED_JSON"));
+    test.fleet.shutdown().await.unwrap();
+}
