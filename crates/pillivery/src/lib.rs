@@ -19,7 +19,14 @@ use pillivery_platform::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 
 /// The services of the fleet, in start order (the gateway last: it calls the others).
-pub const SERVICES: [&str; 6] = ["user", "catalog", "order", "payment", "scheduler", "gateway"];
+pub const SERVICES: [&str; 6] = [
+    "user",
+    "catalog",
+    "order",
+    "payment",
+    "scheduler",
+    "gateway",
+];
 
 /// Where the services keep their data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +36,10 @@ pub enum Storage {
     /// One schema per service (`<prefix>_<service>`) in this PostgreSQL database.
     Postgres { url: String, schema_prefix: String },
     /// One database per service (`<prefix>_<service>`) on this MySQL/MariaDB server.
-    Mysql { url: String, database_prefix: String },
+    Mysql {
+        url: String,
+        database_prefix: String,
+    },
 }
 
 impl Storage {
@@ -130,9 +140,8 @@ impl Fleet {
     /// Starts every service, waits until each reports ready, and returns.
     pub async fn start(options: FleetOptions) -> anyhow::Result<Fleet> {
         if let Storage::Sqlite { data_dir } = &options.storage {
-            std::fs::create_dir_all(data_dir).with_context(|| {
-                format!("creating the data folder {}", data_dir.display())
-            })?;
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating the data folder {}", data_dir.display()))?;
         }
         // Installed before any breaker or counter is created, so no early sample is lost.
         let _ = pillivery_platform::telemetry::metrics_handle();
@@ -303,7 +312,10 @@ mod tests {
     #[test]
     fn storage_is_chosen_by_url() {
         let dir = Path::new("./data");
-        assert!(matches!(Storage::from_url(None, dir), Ok(Storage::Sqlite { .. })));
+        assert!(matches!(
+            Storage::from_url(None, dir),
+            Ok(Storage::Sqlite { .. })
+        ));
         assert!(matches!(
             Storage::from_url(Some("postgres://postgres@127.0.0.1/test"), dir),
             Ok(Storage::Postgres { .. })

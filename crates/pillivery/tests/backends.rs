@@ -31,15 +31,22 @@ async fn the_slice_works_on_every_configured_database() {
             .await
             .unwrap_or_else(|error| panic!("{}: {error:#}", backend.name()));
         let base = format!("http://{}", fleet.http_addr);
-        let (status, _, body) =
-            get(&format!("{base}/api/items?category=EYE&sort=PRICE_L&page=1&size=20")).await;
+        let (status, _, body) = get(&format!(
+            "{base}/api/items?category=EYE&sort=PRICE_L&page=1&size=20"
+        ))
+        .await;
         assert_eq!(status, 200, "{}: {body}", backend.name());
         assert!(!body["data"].as_array().unwrap().is_empty());
         let (status, _, body) = get(&format!("{base}/api/items/999999")).await;
         assert_eq!(status, 404);
         assert_eq!(body["code"], json!("ITEM_NOT_FOUND"));
         let (_, _, all) = get(&format!("{base}/api/items?size=1")).await;
-        assert_eq!(all["pageInfo"]["totalElements"], json!(200), "{}", backend.name());
+        assert_eq!(
+            all["pageInfo"]["totalElements"],
+            json!(200),
+            "{}",
+            backend.name()
+        );
         fleet.shutdown().await.unwrap();
     }
 }

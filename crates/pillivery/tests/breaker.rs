@@ -25,7 +25,11 @@ async fn a_stopped_catalog_opens_the_circuit_and_the_gateway_fails_fast() {
         let (status, _, body) = get(&format!("{}/api/items?sort=NEWEST", test.base)).await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["code"], json!("UPSTREAM_UNAVAILABLE"));
-        assert!(started.elapsed() < Duration::from_secs(2), "not fast: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "not fast: {:?}",
+            started.elapsed()
+        );
         let metrics = pillivery_testkit::http_client()
             .get(&metrics_url)
             .send()

@@ -23,7 +23,9 @@ pub async fn start_fleet() -> TestFleet {
     }
 }
 
-pub async fn get(url: &str) -> (
+pub async fn get(
+    url: &str,
+) -> (
     u16,
     pillivery_testkit::reqwest::header::HeaderMap,
     serde_json::Value,

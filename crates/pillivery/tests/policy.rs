@@ -63,7 +63,10 @@ async fn admin_routes_need_a_verified_token() {
 
     // CORS for the configured storefront origin only.
     let preflight = client
-        .request(pillivery_testkit::reqwest::Method::OPTIONS, format!("{base}/api/items"))
+        .request(
+            pillivery_testkit::reqwest::Method::OPTIONS,
+            format!("{base}/api/items"),
+        )
         .header("origin", "https://shop.example")
         .header("access-control-request-method", "GET")
         .send()
@@ -79,10 +82,18 @@ async fn admin_routes_need_a_verified_token() {
         .send()
         .await
         .unwrap();
-    assert!(!foreign.headers().contains_key("access-control-allow-origin"));
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
 
     // Public routes of the same gateway reach the catalog through the resolved endpoints.
-    let response = client.get(format!("{base}/api/items/1")).send().await.unwrap();
+    let response = client
+        .get(format!("{base}/api/items/1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 
     // The document marks the admin routes as needing a bearer token.

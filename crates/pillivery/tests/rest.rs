@@ -21,20 +21,38 @@ async fn a_category_page_sorted_by_price_has_the_spec_shape() {
     assert_eq!(page_info["page"], json!(1));
     assert_eq!(page_info["size"], json!(20));
     let total = page_info["totalElements"].as_i64().unwrap();
-    assert_eq!(
-        page_info["totalPages"].as_i64().unwrap(),
-        (total + 19) / 20
-    );
+    assert_eq!(page_info["totalPages"].as_i64().unwrap(), (total + 19) / 20);
     let mut previous = (i64::MIN, i64::MIN);
     for row in rows {
-        assert!(row["categories"].as_array().unwrap().contains(&json!("EYE")));
-        let key = (row["realPrice"].as_i64().unwrap(), row["itemId"].as_i64().unwrap());
-        assert!(key > previous, "not sorted by price, then id: {previous:?} then {key:?}");
+        assert!(
+            row["categories"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("EYE"))
+        );
+        let key = (
+            row["realPrice"].as_i64().unwrap(),
+            row["itemId"].as_i64().unwrap(),
+        );
+        assert!(
+            key > previous,
+            "not sorted by price, then id: {previous:?} then {key:?}"
+        );
         previous = key;
         // Every field of the shape is present, money as integers.
         for field in [
-            "itemId", "productName", "enterprise", "thumbnail", "categories", "originPrice",
-            "discountRate", "discountPrice", "realPrice", "sales", "starAvg", "reviewCount",
+            "itemId",
+            "productName",
+            "enterprise",
+            "thumbnail",
+            "categories",
+            "originPrice",
+            "discountRate",
+            "discountPrice",
+            "realPrice",
+            "sales",
+            "starAvg",
+            "reviewCount",
             "createdAt",
         ] {
             assert!(row.get(field).is_some(), "{field} missing in {row}");
@@ -44,7 +62,11 @@ async fn a_category_page_sorted_by_price_has_the_spec_shape() {
             row["realPrice"].as_i64().unwrap()
         );
         let created = row["createdAt"].as_str().unwrap();
-        assert_eq!(created.len(), "2026-11-24T02:00:00.123456Z".len(), "{created}");
+        assert_eq!(
+            created.len(),
+            "2026-11-24T02:00:00.123456Z".len(),
+            "{created}"
+        );
     }
     test.fleet.shutdown().await.unwrap();
 }
@@ -104,10 +126,19 @@ async fn bad_parameters_are_all_reported_in_the_callers_language() {
         .iter()
         .find(|error| error["field"] == "sort")
         .unwrap();
-    assert!(sort_error["reason"].as_str().unwrap().starts_with("must be one of"));
+    assert!(
+        sort_error["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("must be one of")
+    );
 
     // Values that parse but break the rules are the service's violations, all at once.
-    let (status, _, body) = get(&format!("{}/api/items?size=0&page=0&minPrice=-5", test.base)).await;
+    let (status, _, body) = get(&format!(
+        "{}/api/items?size=0&page=0&minPrice=-5",
+        test.base
+    ))
+    .await;
     assert_eq!(status, 400, "{body}");
     let mut fields: Vec<&str> = body["fieldErrors"]
         .as_array()
@@ -145,8 +176,15 @@ async fn the_legacy_routes_are_bindings_of_the_same_search() {
     assert_eq!(status, 200, "{on_sale}");
     let rows = on_sale["data"].as_array().unwrap();
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|row| row["discountRate"].as_f64().unwrap() > 0.0));
-    let (status, _, eye) = get(&format!("{}/api/items/categories?categoryName=EYE", test.base)).await;
+    assert!(
+        rows.iter()
+            .all(|row| row["discountRate"].as_f64().unwrap() > 0.0)
+    );
+    let (status, _, eye) = get(&format!(
+        "{}/api/items/categories?categoryName=EYE",
+        test.base
+    ))
+    .await;
     assert_eq!(status, 200, "{eye}");
     let (_, _, eye_new) = get(&format!("{}/api/items?category=EYE", test.base)).await;
     assert_eq!(eye, eye_new);
@@ -248,14 +286,22 @@ async fn the_openapi_document_describes_what_is_served() {
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.contains_key("/api/items/{itemId}"));
     assert!(paths.contains_key("/api/items"));
-    assert!(!paths.keys().any(|path| path.contains("admin")), "admin is not exposed yet");
+    assert!(
+        !paths.keys().any(|path| path.contains("admin")),
+        "admin is not exposed yet"
+    );
     let sort = document["paths"]["/api/items"]["get"]["parameters"]
         .as_array()
         .unwrap()
         .iter()
         .find(|parameter| parameter["name"] == "sort")
         .unwrap();
-    assert!(sort["schema"]["enum"].as_array().unwrap().contains(&json!("PRICE_L")));
+    assert!(
+        sort["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("PRICE_L"))
+    );
 
     // The reference validator, when CI provides it (`.ci/run` always does).
     if let Ok(command) = std::env::var("PILLIVERY_TEST_OPENAPI_VALIDATOR") {

@@ -19,8 +19,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
 use tonic::transport::channel::Change;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ApiError, Text};
 use crate::resilience::{Backoff, Bulkhead, CircuitBreaker, EdgePolicy, RetryBudget};
@@ -155,7 +155,11 @@ pub struct CallOptions {
 pub fn is_fault(code: Code) -> bool {
     matches!(
         code,
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Internal | Code::DataLoss
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Internal
+            | Code::DataLoss
     )
 }
 
@@ -234,7 +238,11 @@ impl Upstream {
 
     /// Makes one logical call. `attempt` receives the channel and the time left, which it
     /// should set as the request's timeout so the deadline travels downstream (`grpc-timeout`).
-    pub async fn call<T, F, Fut>(&self, options: CallOptions, mut attempt: F) -> Result<T, CallError>
+    pub async fn call<T, F, Fut>(
+        &self,
+        options: CallOptions,
+        mut attempt: F,
+    ) -> Result<T, CallError>
     where
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -243,10 +251,13 @@ impl Upstream {
         self.retry_budget.deposit();
         let mut retries = 0;
         loop {
-            let permit = self.breaker.try_acquire().map_err(|open| CallError::CircuitOpen {
-                upstream: self.name.clone(),
-                retry_after: open.retry_after,
-            })?;
+            let permit = self
+                .breaker
+                .try_acquire()
+                .map_err(|open| CallError::CircuitOpen {
+                    upstream: self.name.clone(),
+                    retry_after: open.retry_after,
+                })?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let slot = tokio::time::timeout(remaining, self.bulkhead.acquire())
                 .await
@@ -326,7 +337,11 @@ async fn resolve_forever(
                     let Ok(endpoint) = endpoint(&format!("http://{added}"), connect_timeout) else {
                         continue;
                     };
-                    if changes.send(Change::Insert(*added, endpoint)).await.is_err() {
+                    if changes
+                        .send(Change::Insert(*added, endpoint))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -364,7 +379,10 @@ mod tests {
         );
         assert_eq!(
             Target::parse("http://a:1, http://b:2"),
-            Ok(Target::Static(vec!["http://a:1".into(), "http://b:2".into()]))
+            Ok(Target::Static(vec![
+                "http://a:1".into(),
+                "http://b:2".into()
+            ]))
         );
         assert_eq!(
             Target::parse("dns://catalog.shop.svc.cluster.local:50051"),
@@ -380,7 +398,12 @@ mod tests {
 
     #[test]
     fn only_faults_count_against_a_downstream() {
-        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Internal, Code::Unknown] {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Internal,
+            Code::Unknown,
+        ] {
             assert!(is_fault(code), "{code:?}");
         }
         for code in [

@@ -38,6 +38,14 @@ pub fn process_environment() -> HashMap<String, String> {
         .collect()
 }
 
+/// Whether a variable is a setting: `PILLIVERY_…`, except the variable naming the file and the
+/// test suite's own variables, which are not keys of any service's configuration.
+fn is_setting(name: &str) -> bool {
+    name.starts_with("PILLIVERY_")
+        && name != "PILLIVERY_CONFIG_FILE"
+        && !name.starts_with("PILLIVERY_TEST_")
+}
+
 /// Layers defaults → `file` → `environment` and validates the result.
 pub fn load<C: ServiceConfig>(
     file: Option<&Path>,
@@ -57,7 +65,7 @@ pub fn load<C: ServiceConfig>(
     }
     let environment: HashMap<String, String> = environment
         .iter()
-        .filter(|(name, _)| name.starts_with("PILLIVERY_"))
+        .filter(|(name, _)| is_setting(name))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     builder = builder.add_source(
@@ -148,6 +156,8 @@ mod tests {
                 ("PILLIVERY_HTTP_PORT", "8081"),
                 ("PILLIVERY_DATABASE__MAX_CONNECTIONS", "7"),
                 ("OTHER_VARIABLE", "ignored"),
+                ("PILLIVERY_CONFIG_FILE", "/etc/pillivery.toml"),
+                ("PILLIVERY_TEST_REDIS_URL", "redis://127.0.0.1"),
             ]),
         )
         .unwrap();
@@ -179,8 +189,8 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_reported() {
-        let error = load::<Example>(Some(Path::new("/nonexistent/pillivery.toml")), &env(&[]))
-            .unwrap_err();
+        let error =
+            load::<Example>(Some(Path::new("/nonexistent/pillivery.toml")), &env(&[])).unwrap_err();
         assert!(matches!(error, ConfigError::File { .. }));
     }
 }

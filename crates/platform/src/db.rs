@@ -92,8 +92,10 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
         DbBackend::Sqlite => {
             // WAL lets readers run beside the single writer; the busy timeout turns short
             // write contention into waiting instead of an error.
-            db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;")
-                .await?;
+            db.execute_unprepared(
+                "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
+            )
+            .await?;
         }
         DbBackend::Postgres => {
             if let Some(schema) = &config.schema {
@@ -159,7 +161,10 @@ mod tests {
             with_database_name("mysql://root@127.0.0.1:3306/test", "pillivery_catalog"),
             "mysql://root@127.0.0.1:3306/pillivery_catalog"
         );
-        assert_eq!(with_database_name("mysql://root@db", "x"), "mysql://root@db/x");
+        assert_eq!(
+            with_database_name("mysql://root@db", "x"),
+            "mysql://root@db/x"
+        );
         assert_eq!(
             with_database_name("mysql://u:p@db/test?ssl-mode=disabled", "x"),
             "mysql://u:p@db/x?ssl-mode=disabled"

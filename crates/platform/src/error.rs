@@ -152,7 +152,10 @@ impl ApiError {
         ApiError {
             code: Code::InvalidArgument,
             reason: Cow::Borrowed("VALIDATION_FAILED"),
-            message: Text::new("입력값이 올바르지 않습니다.", "The request has invalid values."),
+            message: Text::new(
+                "입력값이 올바르지 않습니다.",
+                "The request has invalid values.",
+            ),
             field_violations,
         }
     }
@@ -364,13 +367,22 @@ mod tests {
 
     #[test]
     fn a_bare_status_is_not_mistaken_for_ours() {
-        assert_eq!(ApiError::from_status(&tonic::Status::unavailable("down")), None);
+        assert_eq!(
+            ApiError::from_status(&tonic::Status::unavailable("down")),
+            None
+        );
     }
 
     #[test]
     fn accept_language_picks_english_only_when_first() {
-        assert_eq!(Locale::from_accept_language("en-US,en;q=0.9"), Locale::English);
-        assert_eq!(Locale::from_accept_language("ko-KR,en;q=0.5"), Locale::Korean);
+        assert_eq!(
+            Locale::from_accept_language("en-US,en;q=0.9"),
+            Locale::English
+        );
+        assert_eq!(
+            Locale::from_accept_language("ko-KR,en;q=0.5"),
+            Locale::Korean
+        );
         assert_eq!(Locale::from_accept_language(""), Locale::Korean);
         assert_eq!(Locale::from_accept_language("EN"), Locale::English);
     }

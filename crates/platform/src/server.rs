@@ -171,7 +171,9 @@ impl ServiceHost {
         let admin_task = tokio::spawn(serve_admin(admin, readiness.clone()));
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_service_status(LIVENESS, ServingStatus::Serving).await;
+        health
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         let mut readiness_names: Vec<String> = vec![READINESS.into(), String::new()];
         readiness_names.extend(service_names.iter().map(|name| name.to_string()));
         set_readiness(&health, &readiness_names, ServingStatus::NotServing).await;
@@ -204,7 +206,11 @@ impl ServiceHost {
                 shutdown.wait().await;
                 readiness.set(false);
                 set_readiness(&health, &readiness_names, ServingStatus::NotServing).await;
-                tracing::info!(service = name, lameduck_ms = lameduck.as_millis() as u64, "not ready; lameduck");
+                tracing::info!(
+                    service = name,
+                    lameduck_ms = lameduck.as_millis() as u64,
+                    "not ready; lameduck"
+                );
                 tokio::time::sleep(lameduck).await;
                 tracing::info!(service = name, "draining in-flight calls");
             }
@@ -246,7 +252,10 @@ async fn serve_admin(listener: TcpListener, readiness: Readiness) {
             "/metrics",
             get(|| async {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
                     telemetry::metrics_handle().render(),
                 )
             }),
@@ -352,7 +361,8 @@ pub async fn wait_until_serving(
         };
         match tokio::time::timeout(Duration::from_secs(1), attempt).await {
             Ok(Ok(status))
-                if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 =>
+                if status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 =>
             {
                 return Ok(());
             }

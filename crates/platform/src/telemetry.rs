@@ -160,9 +160,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Makes the current span a child of the trace described by `traceparent`/`tracestate` in
 /// `carrier` (HTTP headers or gRPC metadata).
 pub fn continue_trace(span: &tracing::Span, carrier: &impl Extractor) {
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(carrier)
-    });
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(carrier));
     let _ = span.set_parent(parent);
 }
 

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pillivery_platform::server::{LIVENESS, READINESS, ServerConfig, ServiceHost, wait_until_serving};
+use pillivery_platform::server::{
+    LIVENESS, READINESS, ServerConfig, ServiceHost, wait_until_serving,
+};
 use pillivery_platform::shutdown::Shutdown;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -48,9 +50,12 @@ async fn readiness_turns_off_first_then_the_server_drains_and_stops() {
     let grpc = host.grpc_addr();
     let admin = host.admin_addr();
     let shutdown = Shutdown::new();
-    let serving = tokio::spawn(host.serve(tonic::service::Routes::default(), &[], shutdown.clone()));
+    let serving =
+        tokio::spawn(host.serve(tonic::service::Routes::default(), &[], shutdown.clone()));
 
-    wait_until_serving(grpc, READINESS, Duration::from_secs(5)).await.unwrap();
+    wait_until_serving(grpc, READINESS, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(status(grpc, LIVENESS).await, ServingStatus::Serving);
     assert_eq!(status(grpc, "").await, ServingStatus::Serving);
     assert_eq!(readyz(admin).await, 200);
@@ -77,7 +82,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "condition not reached");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

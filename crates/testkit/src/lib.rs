@@ -38,18 +38,28 @@ impl Backend {
 }
 
 fn variable(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+impl Backend {
+    /// The PostgreSQL server named by `PILLIVERY_TEST_POSTGRES_URL`, if any.
+    pub fn postgres() -> Option<Backend> {
+        variable(POSTGRES_URL_VARIABLE).map(Backend::Postgres)
+    }
+
+    /// The MySQL/MariaDB server named by `PILLIVERY_TEST_MYSQL_URL`, if any.
+    pub fn mysql() -> Option<Backend> {
+        variable(MYSQL_URL_VARIABLE).map(Backend::Mysql)
+    }
 }
 
 /// SQLite, plus every server the environment names.
 pub fn backends() -> Vec<Backend> {
     let mut backends = vec![Backend::Sqlite];
-    if let Some(url) = variable(POSTGRES_URL_VARIABLE) {
-        backends.push(Backend::Postgres(url));
-    }
-    if let Some(url) = variable(MYSQL_URL_VARIABLE) {
-        backends.push(Backend::Mysql(url));
-    }
+    backends.extend(Backend::postgres());
+    backends.extend(Backend::mysql());
     backends
 }
 
@@ -58,10 +68,12 @@ pub fn redis_url() -> Option<String> {
     variable(REDIS_URL_VARIABLE)
 }
 
-/// A database that exists for one test.
+/// A database that exists for one test; [`TestDatabase::remove`] drops it afterwards.
 pub struct TestDatabase {
     pub backend: Backend,
     pub config: DatabaseConfig,
+    /// The PostgreSQL schema or MySQL database made for this test.
+    name: String,
     /// Keeps a SQLite file's folder alive for the test's duration.
     _folder: Option<tempfile::TempDir>,
 }
@@ -78,16 +90,18 @@ impl TestDatabase {
                 TestDatabase {
                     backend: backend.clone(),
                     config: DatabaseConfig::new(format!("sqlite://{}?mode=rwc", path.display())),
+                    name: unique,
                     _folder: Some(folder),
                 }
             }
             Backend::Postgres(url) => {
                 let mut config = DatabaseConfig::new(url.clone());
-                config.schema = Some(unique);
+                config.schema = Some(unique.clone());
                 config.max_connections = 4;
                 TestDatabase {
                     backend: backend.clone(),
                     config,
+                    name: unique,
                     _folder: None,
                 }
             }
@@ -102,6 +116,7 @@ impl TestDatabase {
                 TestDatabase {
                     backend: backend.clone(),
                     config,
+                    name: unique,
                     _folder: None,
                 }
             }
@@ -120,6 +135,30 @@ impl TestDatabase {
                     self.config.url
                 )
             })
+    }
+}
+
+impl TestDatabase {
+    /// Drops the test's schema (PostgreSQL) or database (MySQL); a SQLite file goes with its
+    /// temporary folder. Call it after closing the test's own connections.
+    pub async fn remove(self) {
+        use sea_orm::ConnectionTrait;
+        let (url, statement) = match &self.backend {
+            Backend::Sqlite => return,
+            Backend::Postgres(url) => (
+                url,
+                format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name),
+            ),
+            Backend::Mysql(url) => (url, format!("DROP DATABASE IF EXISTS `{}`", self.name)),
+        };
+        let server = pillivery_platform::db::connect(&DatabaseConfig::new(url.clone()))
+            .await
+            .unwrap_or_else(|error| panic!("reconnecting to drop {}: {error}", self.name));
+        server
+            .execute_unprepared(&statement)
+            .await
+            .unwrap_or_else(|error| panic!("dropping {}: {error}", self.name));
+        let _ = server.close().await;
     }
 }
 

@@ -129,7 +129,9 @@ impl ServiceConfig for GatewayConfig {
         }
         for origin in self.cors_origins() {
             if origin != "*" && http::HeaderValue::from_str(&origin).is_err() {
-                return Err(format!("cors_allowed_origins: `{origin}` is not a valid origin"));
+                return Err(format!(
+                    "cors_allowed_origins: `{origin}` is not a valid origin"
+                ));
             }
         }
         Ok(())

@@ -138,13 +138,13 @@ fn generic(code: Code) -> (&'static str, Text) {
             "INVALID_ARGUMENT",
             Text::new("요청이 올바르지 않습니다.", "The request is invalid."),
         ),
-        Code::NotFound => (
-            "NOT_FOUND",
-            Text::new("찾을 수 없습니다.", "Not found."),
-        ),
+        Code::NotFound => ("NOT_FOUND", Text::new("찾을 수 없습니다.", "Not found.")),
         Code::AlreadyExists | Code::Aborted => (
             "CONFLICT",
-            Text::new("요청이 현재 상태와 충돌합니다.", "The request conflicts with the current state."),
+            Text::new(
+                "요청이 현재 상태와 충돌합니다.",
+                "The request conflicts with the current state.",
+            ),
         ),
         Code::Unauthenticated => (
             "UNAUTHENTICATED",
@@ -156,11 +156,17 @@ fn generic(code: Code) -> (&'static str, Text) {
         ),
         Code::FailedPrecondition => (
             "FAILED_PRECONDITION",
-            Text::new("지금은 처리할 수 없는 요청입니다.", "The request cannot be processed in the current state."),
+            Text::new(
+                "지금은 처리할 수 없는 요청입니다.",
+                "The request cannot be processed in the current state.",
+            ),
         ),
         Code::ResourceExhausted => (
             "TOO_MANY_REQUESTS",
-            Text::new("요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.", "Too many requests. Please try again shortly."),
+            Text::new(
+                "요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+                "Too many requests. Please try again shortly.",
+            ),
         ),
         Code::Cancelled => (
             "CANCELLED",

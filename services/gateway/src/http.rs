@@ -201,7 +201,10 @@ async fn method_not_allowed(request: Request) -> Response {
     HttpError::own(
         Code::InvalidArgument,
         "METHOD_NOT_ALLOWED",
-        Text::new("허용되지 않는 메서드입니다.", "This method is not allowed here."),
+        Text::new(
+            "허용되지 않는 메서드입니다.",
+            "This method is not allowed here.",
+        ),
         locale,
     )
     .with_status(StatusCode::METHOD_NOT_ALLOWED)
@@ -238,7 +241,10 @@ async fn call(
         let (reason, text) = if has_bearer {
             (
                 "INVALID_TOKEN",
-                Text::new("유효하지 않은 토큰입니다.", "The access token is not valid."),
+                Text::new(
+                    "유효하지 않은 토큰입니다.",
+                    "The access token is not valid.",
+                ),
             )
         } else {
             (
@@ -274,7 +280,10 @@ async fn call(
     let raw_params = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .map_err(|_| HttpError::route_not_found(locale))?;
-    let values: Vec<String> = raw_params.iter().map(|(_, value)| value.to_owned()).collect();
+    let values: Vec<String> = raw_params
+        .iter()
+        .map(|(_, value)| value.to_owned())
+        .collect();
     for (field_path, text) in route.path_variables().into_iter().zip(values.iter()) {
         transcode::set_from_path(&mut message, field_path, text, &mut violations);
     }
@@ -311,7 +320,10 @@ async fn call(
                     return Err(HttpError::own(
                         Code::InvalidArgument,
                         "UNEXPECTED_BODY",
-                        Text::new("이 요청은 본문을 받지 않습니다.", "This route takes no request body."),
+                        Text::new(
+                            "이 요청은 본문을 받지 않습니다.",
+                            "This route takes no request body.",
+                        ),
                         locale,
                     ));
                 }
@@ -371,7 +383,12 @@ async fn call(
             |channel, remaining| {
                 let mut grpc_request = tonic::Request::new(message.clone());
                 grpc_request.set_timeout(remaining);
-                forward_metadata(&mut grpc_request, &headers, request_id, client_ip.as_deref());
+                forward_metadata(
+                    &mut grpc_request,
+                    &headers,
+                    request_id,
+                    client_ip.as_deref(),
+                );
                 telemetry::inject_trace(
                     &span,
                     &mut telemetry::MetadataCarrier(grpc_request.metadata_mut()),
@@ -389,7 +406,8 @@ async fn call(
         )
         .await;
     let validation = |mut service_errors: Vec<_>| {
-        let mut all = HttpError::from_api_error(ApiError::validation(gateway_violations.clone()), locale);
+        let mut all =
+            HttpError::from_api_error(ApiError::validation(gateway_violations.clone()), locale);
         all.field_errors.append(&mut service_errors);
         all
     };
@@ -477,7 +495,10 @@ async fn read_body(
         Err(_) => Err(HttpError::own(
             Code::InvalidArgument,
             "MALFORMED_REQUEST",
-            Text::new("요청 본문을 읽을 수 없습니다.", "The request body could not be read."),
+            Text::new(
+                "요청 본문을 읽을 수 없습니다.",
+                "The request body could not be read.",
+            ),
             locale,
         )),
     }
@@ -488,7 +509,10 @@ fn parse_json(body: &[u8], locale: Locale) -> Result<serde_json::Value, HttpErro
         HttpError::own(
             Code::InvalidArgument,
             "MALFORMED_JSON",
-            Text::new("JSON 형식이 올바르지 않습니다.", "The body is not valid JSON."),
+            Text::new(
+                "JSON 형식이 올바르지 않습니다.",
+                "The body is not valid JSON.",
+            ),
             locale,
         )
     })

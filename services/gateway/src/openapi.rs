@@ -211,9 +211,13 @@ fn kind_schema(kind: &Kind, nullable: bool, schemas: &mut BTreeMap<String, Json>
         Kind::String => json!({"type": "string"}),
         Kind::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
         Kind::Double | Kind::Float => json!({"type": "number"}),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({"type": "integer", "format": "int32"})
+        }
         Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int32", "minimum": 0}),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({"type": "integer", "format": "int64"}),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            json!({"type": "integer", "format": "int64"})
+        }
         Kind::Uint64 | Kind::Fixed64 => json!({"type": "integer", "format": "int64", "minimum": 0}),
         Kind::Enum(descriptor) => {
             let mut names: Vec<Json> = enum_json_names(descriptor)

@@ -38,7 +38,9 @@ impl Verb {
 pub enum Segment {
     Literal(String),
     /// `{field}`: one path segment into a request field (a dotted path into nested messages).
-    Variable { field_path: Vec<String> },
+    Variable {
+        field_path: Vec<String>,
+    },
     /// `{field=literal}`: the segment must be exactly `literal`, which is also set on the field.
     FixedVariable {
         field_path: Vec<String>,
@@ -196,7 +198,10 @@ pub fn build_routes(
                 .map_err(|error| format!("{}: bad google.api.http: {error}", method.full_name()))?;
             let policy: MethodPolicy = if options.has_extension(&policy_extension) {
                 extension_as(&options, &policy_extension).map_err(|error| {
-                    format!("{}: bad pillivery.api.v1.method: {error}", method.full_name())
+                    format!(
+                        "{}: bad pillivery.api.v1.method: {error}",
+                        method.full_name()
+                    )
                 })?
             } else {
                 MethodPolicy::default()
@@ -234,7 +239,10 @@ pub fn build_routes(
                     "*" => BodyBinding::Whole,
                     field => BodyBinding::Field(
                         method.input().get_field_by_name(field).ok_or_else(|| {
-                            format!("{}: body field `{field}` does not exist", method.full_name())
+                            format!(
+                                "{}: body field `{field}` does not exist",
+                                method.full_name()
+                            )
                         })?,
                     ),
                 };
@@ -283,7 +291,9 @@ fn extension_as<T: prost::Message + Default>(
     extension: &prost_reflect::ExtensionDescriptor,
 ) -> Result<T, String> {
     match options.get_extension(extension).as_ref() {
-        Value::Message(message) => message.transcode_to::<T>().map_err(|error| error.to_string()),
+        Value::Message(message) => message
+            .transcode_to::<T>()
+            .map_err(|error| error.to_string()),
         other => Err(format!("unexpected option value {other:?}")),
     }
 }
@@ -441,7 +451,10 @@ mod tests {
             .find(|route| route.method.name() == "GetItem")
             .unwrap();
         assert_eq!(item.axum_path(), "/api/items/{p0}");
-        assert_eq!(item.grpc_path(), "/pillivery.catalog.v1.CatalogService/GetItem");
+        assert_eq!(
+            item.grpc_path(),
+            "/pillivery.catalog.v1.CatalogService/GetItem"
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@
 use base64::Engine;
 use pillivery_platform::error::{FieldViolation, Text};
 use prost_reflect::{
-    DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage,
-    Value,
+    DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value,
 };
 use serde_json::{Map, Number, Value as Json};
 
@@ -133,7 +133,9 @@ fn single_to_json(kind: &Kind, value: &Value) -> Json {
         Value::F32(number) => float_to_json(f64::from(*number)),
         Value::F64(number) => float_to_json(*number),
         Value::String(text) => Json::String(text.clone()),
-        Value::Bytes(bytes) => Json::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        Value::Bytes(bytes) => {
+            Json::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
         Value::EnumNumber(number) => match kind {
             Kind::Enum(descriptor) => enum_to_json(descriptor, *number),
             _ => Json::Number((*number).into()),
@@ -155,9 +157,7 @@ fn well_known_to_json(message: &DynamicMessage) -> Option<Json> {
             let instant =
                 chrono::DateTime::from_timestamp(timestamp.seconds, timestamp.nanos.max(0) as u32)?;
             Some(Json::String(
-                instant
-                    .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                    .to_string(),
+                instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
             ))
         }
         "google.protobuf.Value" => {
@@ -166,9 +166,11 @@ fn well_known_to_json(message: &DynamicMessage) -> Option<Json> {
         }
         "google.protobuf.Struct" => {
             let value: prost_types::Struct = message.transcode_to().ok()?;
-            Some(pillivery_platform::error::value_to_json(&prost_types::Value {
-                kind: Some(prost_types::value::Kind::StructValue(value)),
-            }))
+            Some(pillivery_platform::error::value_to_json(
+                &prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StructValue(value)),
+                },
+            ))
         }
         "google.protobuf.Empty" => Some(Json::Object(Map::new())),
         "google.protobuf.Int64Value"
@@ -205,10 +207,7 @@ impl Violations {
 
 const UNKNOWN_FIELD: Text = Text::new("알 수 없는 필드입니다.", "is not a known field");
 const UNKNOWN_PARAMETER: Text = Text::new("알 수 없는 파라미터입니다.", "is not a known parameter");
-const REPEATED_PARAMETER: Text = Text::new(
-    "한 번만 지정할 수 있습니다.",
-    "may be given only once",
-);
+const REPEATED_PARAMETER: Text = Text::new("한 번만 지정할 수 있습니다.", "may be given only once");
 
 /// Fills `message` from a JSON object (a body). `path` is the JSON path of `json` for messages
 /// (`""` at the top, `receiver`, `lines[0]`); `skip` names top-level fields the path already set.
@@ -260,8 +259,7 @@ pub fn json_into_message(
                 }
             }
             message.set_field(&field, Value::List(list));
-        } else if let Some(parsed) = json_to_single(&field.kind(), value, &child_path, violations)
-        {
+        } else if let Some(parsed) = json_to_single(&field.kind(), value, &child_path, violations) {
             message.set_field(&field, parsed);
         }
     }
@@ -303,7 +301,10 @@ fn json_into_map(
             violations.add(
                 &item_path,
                 Json::String(key.clone()),
-                Text::new("키 형식이 올바르지 않습니다.", "has a key of the wrong type"),
+                Text::new(
+                    "키 형식이 올바르지 않습니다.",
+                    "has a key of the wrong type",
+                ),
             );
             continue;
         };
@@ -314,7 +315,12 @@ fn json_into_map(
     message.set_field(field, Value::Map(map));
 }
 
-fn json_to_single(kind: &Kind, json: &Json, path: &str, violations: &mut Violations) -> Option<Value> {
+fn json_to_single(
+    kind: &Kind,
+    json: &Json,
+    path: &str,
+    violations: &mut Violations,
+) -> Option<Value> {
     let parsed = match kind {
         Kind::Message(descriptor) => return json_to_message(descriptor, json, path, violations),
         Kind::Enum(descriptor) => match json.as_str().and_then(|text| parse_enum(descriptor, text))
@@ -411,10 +417,8 @@ const MUST_BE_STRING: Text = Text::new("문자열이어야 합니다.", "must be
 const MUST_BE_NUMBER: Text = Text::new("숫자여야 합니다.", "must be a number");
 const MUST_BE_INTEGER: Text = Text::new("정수여야 합니다.", "must be an integer");
 const OUT_OF_RANGE: Text = Text::new("허용 범위를 벗어났습니다.", "is out of range");
-const MUST_BE_INSTANT: Text = Text::new(
-    "RFC 3339 시각이어야 합니다.",
-    "must be an RFC 3339 instant",
-);
+const MUST_BE_INSTANT: Text =
+    Text::new("RFC 3339 시각이어야 합니다.", "must be an RFC 3339 instant");
 
 fn one_of(descriptor: &EnumDescriptor) -> Text {
     let names = enum_json_names(descriptor).join(", ");
@@ -552,7 +556,10 @@ pub fn query_into_message(
             violations.add(
                 "query",
                 Json::String(query.to_owned()),
-                Text::new("쿼리 문자열 형식이 올바르지 않습니다.", "is not a valid query string"),
+                Text::new(
+                    "쿼리 문자열 형식이 올바르지 않습니다.",
+                    "is not a valid query string",
+                ),
             );
             return;
         }
@@ -661,7 +668,8 @@ mod tests {
     }
 
     fn search_request(query: &str) -> (DynamicMessage, Violations) {
-        let mut message = DynamicMessage::new(descriptor("pillivery.catalog.v1.SearchItemsRequest"));
+        let mut message =
+            DynamicMessage::new(descriptor("pillivery.catalog.v1.SearchItemsRequest"));
         let mut violations = Violations::default();
         query_into_message(&mut message, query, &[], &mut violations);
         (message, violations)
@@ -670,7 +678,9 @@ mod tests {
     #[test]
     fn enum_prefixes_follow_the_type_name() {
         let pool = pillivery_proto::descriptor_pool();
-        let sort = pool.get_enum_by_name("pillivery.catalog.v1.ItemSort").unwrap();
+        let sort = pool
+            .get_enum_by_name("pillivery.catalog.v1.ItemSort")
+            .unwrap();
         assert_eq!(enum_prefix(&sort), "ITEM_SORT_");
         assert_eq!(enum_json_names(&sort)[..2], ["SALES", "NEWEST"]);
         assert_eq!(parse_enum(&sort, "PRICE_L"), Some(4));
@@ -680,8 +690,9 @@ mod tests {
 
     #[test]
     fn query_parameters_fill_the_request() {
-        let (message, violations) =
-            search_request("keyword=%EB%A3%A8%ED%85%8C%EC%9D%B8&category=EYE&sort=PRICE_L&page=2&size=20&onSale=true&minPrice=1000");
+        let (message, violations) = search_request(
+            "keyword=%EB%A3%A8%ED%85%8C%EC%9D%B8&category=EYE&sort=PRICE_L&page=2&size=20&onSale=true&minPrice=1000",
+        );
         assert!(violations.is_empty(), "{violations:?}");
         let request: pillivery_proto::catalog::SearchItemsRequest = message.transcode_to().unwrap();
         assert_eq!(request.keyword.as_deref(), Some("루테인"));
@@ -695,10 +706,16 @@ mod tests {
 
     #[test]
     fn every_bad_parameter_is_reported_by_name() {
-        let (_, violations) =
-            search_request("sort=CHEAPEST&page=one&onSale=yes&category=eye&size=1.5&colour=red&page=3");
+        let (_, violations) = search_request(
+            "sort=CHEAPEST&page=one&onSale=yes&category=eye&size=1.5&colour=red&page=3",
+        );
         let fields: Vec<&str> = violations.0.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["sort", "page", "onSale", "category", "size", "colour", "page"]);
+        assert_eq!(
+            fields,
+            [
+                "sort", "page", "onSale", "category", "size", "colour", "page"
+            ]
+        );
         assert_eq!(violations.0[0].rejected_value, json!("CHEAPEST"));
         assert!(violations.0[0].reason.en.contains("PRICE_L"));
     }
@@ -735,12 +752,16 @@ mod tests {
         assert_eq!(json["createdAt"], json!("2026-11-24T02:00:00.123456Z"));
 
         let page = DynamicMessage::new(descriptor("pillivery.catalog.v1.ItemPage"));
-        assert_eq!(message_to_json(&page), json!({"data": [], "pageInfo": null}));
+        assert_eq!(
+            message_to_json(&page),
+            json!({"data": [], "pageInfo": null})
+        );
     }
 
     #[test]
     fn bodies_are_read_strictly_with_json_paths() {
-        let mut message = DynamicMessage::new(descriptor("pillivery.catalog.v1.ImportItemsRequest"));
+        let mut message =
+            DynamicMessage::new(descriptor("pillivery.catalog.v1.ImportItemsRequest"));
         let mut violations = Violations::default();
         let body = json!({"items": [
             {"productName": "A", "originPrice": 1000, "discountRate": 0.1, "categories": ["EYE"]},

@@ -1,0 +1,172 @@
+//! The catalog's gRPC surface: contract messages ⇄ domain types, nothing else.
+
+use pillivery_platform::error::Locale;
+use pillivery_proto::api::PageInfo;
+use pillivery_proto::catalog as pb;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{Category, ItemSearch, Page, SearchInput};
+use crate::error::CatalogError;
+use crate::store::{CatalogStore, ItemRecord};
+
+/// `pillivery.catalog.v1.CatalogService`: browsing.
+pub struct CatalogGrpc {
+    store: CatalogStore,
+}
+
+impl CatalogGrpc {
+    pub fn new(store: CatalogStore) -> Self {
+        Self { store }
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn failure(locale: Locale) -> impl FnOnce(CatalogError) -> Status {
+    move |error| error.into_api_error().into_status(locale)
+}
+
+#[tonic::async_trait]
+impl pb::catalog_service_server::CatalogService for CatalogGrpc {
+    async fn list_categories(
+        &self,
+        _request: Request<pb::ListCategoriesRequest>,
+    ) -> Answer<pb::ListCategoriesResponse> {
+        let data = Category::ALL
+            .iter()
+            .map(|category| pb::CategoryInfo {
+                code: category.number(),
+                label: category.label_ko().to_owned(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListCategoriesResponse { data }))
+    }
+
+    async fn search_items(&self, request: Request<pb::SearchItemsRequest>) -> Answer<pb::ItemPage> {
+        let locale = Locale::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let search = ItemSearch::from_input(SearchInput {
+            keyword: request.keyword,
+            category: request.category,
+            category_name: request.category_name,
+            brand: request.brand,
+            min_price: request.min_price,
+            max_price: request.max_price,
+            on_sale: request.on_sale,
+            listing: request.listing,
+            sort: request.sort,
+            page: request.page,
+            size: request.size,
+        })
+        .map_err(|violations| failure(locale)(violations.into()))?;
+        let page = self
+            .store
+            .search(&search)
+            .await
+            .map_err(|error| failure(locale)(error.into()))?;
+        Ok(Response::new(item_page(page)))
+    }
+
+    async fn get_main_page(
+        &self,
+        request: Request<pb::GetMainPageRequest>,
+    ) -> Answer<pb::MainPage> {
+        let locale = Locale::from_metadata(request.metadata());
+        let main = self
+            .store
+            .main_page()
+            .await
+            .map_err(|error| failure(locale)(error.into()))?;
+        Ok(Response::new(pb::MainPage {
+            discount_items: main.discount_items.iter().map(item_summary).collect(),
+            best_sellers: main.best_sellers.iter().map(item_summary).collect(),
+        }))
+    }
+
+    async fn get_item(&self, request: Request<pb::GetItemRequest>) -> Answer<pb::Item> {
+        let locale = Locale::from_metadata(request.metadata());
+        let item_id = request.into_inner().item_id;
+        let item = self
+            .store
+            .get(item_id)
+            .await
+            .map_err(|error| failure(locale)(error.into()))?
+            .ok_or_else(|| failure(locale)(CatalogError::ItemNotFound(item_id)))?;
+        Ok(Response::new(item_detail(&item)))
+    }
+}
+
+fn timestamp(instant: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: instant.timestamp(),
+        nanos: instant.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn category_numbers(categories: &[Category]) -> Vec<i32> {
+    categories
+        .iter()
+        .map(|category| category.number())
+        .collect()
+}
+
+fn item_page(page: Page<ItemRecord>) -> pb::ItemPage {
+    let page_info = PageInfo {
+        page: page.page.page as i32,
+        size: page.page.size as i32,
+        total_elements: page.total_elements as i64,
+        total_pages: page.total_pages() as i32,
+    };
+    pb::ItemPage {
+        data: page.rows.iter().map(item_summary).collect(),
+        page_info: Some(page_info),
+    }
+}
+
+fn item_summary(item: &ItemRecord) -> pb::ItemSummary {
+    pb::ItemSummary {
+        item_id: item.item_id,
+        product_name: item.product_name.clone(),
+        enterprise: item.enterprise.clone(),
+        thumbnail: item.thumbnail.clone(),
+        categories: category_numbers(&item.categories),
+        origin_price: item.origin_price,
+        discount_rate: item.discount_rate.as_fraction(),
+        discount_price: item.discount_price,
+        real_price: item.real_price,
+        sales: item.sales,
+        star_avg: crate::domain::item::star_avg_from_centi(item.star_avg_centi),
+        review_count: item.review_count,
+        created_at: Some(timestamp(item.created_at)),
+    }
+}
+
+fn item_detail(item: &ItemRecord) -> pb::Item {
+    pb::Item {
+        item_id: item.item_id,
+        product_name: item.product_name.clone(),
+        enterprise: item.enterprise.clone(),
+        thumbnail: item.thumbnail.clone(),
+        description_image: item.description_image.clone(),
+        main_function: item.main_function.clone(),
+        base_standard: item.base_standard.clone(),
+        intake: item.intake.clone(),
+        serving_use: item.serving_use.clone(),
+        preserve_period: item.preserve_period.clone(),
+        distribution_period: item.distribution_period.clone(),
+        statement_number: item.statement_number.clone(),
+        registered_date: item.registered_date.format("%Y-%m-%d").to_string(),
+        sungsang: item.sungsang.clone(),
+        categories: category_numbers(&item.categories),
+        origin_price: item.origin_price,
+        discount_rate: item.discount_rate.as_fraction(),
+        discount_price: item.discount_price,
+        real_price: item.real_price,
+        sales: item.sales,
+        views: item.views,
+        star_avg: crate::domain::item::star_avg_from_centi(item.star_avg_centi),
+        review_count: item.review_count,
+        created_at: Some(timestamp(item.created_at)),
+        updated_at: Some(timestamp(item.updated_at)),
+    }
+}

@@ -1,0 +1,93 @@
+//! The catalog service: categories, item search and detail, the main page (SPEC section 4).
+//!
+//! Rules live in [`domain`] (no I/O), SQL in [`store`], wire mapping in [`grpc`]. Admin item
+//! management, reviews, counters and caching arrive with the catalog issue; their contract is
+//! already in `proto/pillivery/catalog/v1/catalog.proto` but they are not served yet.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod store;
+
+use std::net::SocketAddr;
+
+use pillivery_platform::server::{ServeError, ServiceHost, service_name};
+use pillivery_platform::shutdown::Shutdown;
+use pillivery_proto::catalog::catalog_service_server::CatalogServiceServer;
+
+pub use crate::config::CatalogConfig;
+use crate::store::CatalogStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("seeding demo items: {0}")]
+    Seed(#[from] store::StoreError),
+}
+
+/// The catalog with its ports bound, not yet serving.
+pub struct BoundCatalog {
+    config: CatalogConfig,
+    host: ServiceHost,
+}
+
+impl BoundCatalog {
+    pub async fn bind(config: CatalogConfig) -> Result<BoundCatalog, StartError> {
+        let host = ServiceHost::bind("catalog", &config.server).await?;
+        Ok(BoundCatalog { config, host })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.host.grpc_addr()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.host.admin_addr()
+    }
+
+    /// Migrates, seeds an empty catalog when asked to, then serves until `shutdown`.
+    pub async fn serve(self, shutdown: Shutdown) -> Result<(), StartError> {
+        let database = pillivery_platform::db::connect_and_migrate::<store::migration::Migrator>(
+            &self.config.database,
+        )
+        .await?;
+        let store = CatalogStore::new(database);
+        seed_if_empty(&store, self.config.demo_items).await?;
+        let routes =
+            tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(store)));
+        self.host
+            .serve(
+                routes,
+                &[service_name::<CatalogServiceServer<grpc::CatalogGrpc>>()],
+                shutdown,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Fills an empty catalog with `count` demo items; a catalog with any item is left alone.
+async fn seed_if_empty(store: &CatalogStore, count: u32) -> Result<(), store::StoreError> {
+    if count == 0 || store.count_items().await? > 0 {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let items = domain::demo::demo_items(count as usize);
+    store.insert_items(&items).await?;
+    tracing::info!(
+        items = count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "seeded demo catalog"
+    );
+    Ok(())
+}
+
+/// Binds and serves until `shutdown`.
+pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<(), StartError> {
+    BoundCatalog::bind(config).await?.serve(shutdown).await
+}
