@@ -76,6 +76,7 @@ async fn a_missing_item_is_a_404_in_the_error_shape() {
     let test = start_fleet().await;
     let (status, headers, body) = get(&format!("{}/api/items/999999", test.base)).await;
     assert_eq!(status, 404);
+    assert_eq!(headers["content-type"], "application/json; charset=utf-8");
     assert_eq!(body["status"], json!(404));
     assert_eq!(body["code"], json!("ITEM_NOT_FOUND"));
     assert_eq!(body["message"], json!("존재하지 않는 아이템입니다."));

@@ -119,19 +119,28 @@ pub fn init(service_name: &str, config: &TelemetryConfig) -> TelemetryGuard {
     let tracer = provider.tracer(service_name.to_owned());
     opentelemetry::global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The log level filters the log output only: the trace layer keeps every span at INFO and
+    // above, so a quiet log (`warn`) does not break trace propagation between services.
+    let log_filter =
+        EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let format_layer = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .with_filter(log_filter)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_filter(log_filter)
+            .boxed(),
     };
+    let trace_layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(format_layer)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(trace_layer)
         .try_init();
     if installed.is_ok() {
         if let Some(error) = export_error {

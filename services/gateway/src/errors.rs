@@ -122,7 +122,12 @@ impl HttpError {
                 .collect();
         }
         body["requestId"] = json!(request_id);
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            body.to_string(),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
