@@ -321,8 +321,17 @@ where
             "grpc.request",
             service = self.service,
             rpc = %request.uri().path(),
+            request_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
         );
         telemetry::continue_trace(&span, &telemetry::HeaderCarrier(request.headers()));
+        if let Some(request_id) = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+        {
+            span.record("request_id", request_id);
+        }
         Box::pin(self.inner.call(request).instrument(span))
     }
 }

@@ -172,6 +172,13 @@ pub fn continue_trace(span: &tracing::Span, carrier: &impl Extractor) {
     let parent =
         opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(carrier));
     let _ = span.set_parent(parent);
+    // Every log line inside the span carries the trace id (JSON logs include the span's
+    // fields), so logs and traces of one request can be joined. Spans without a `trace_id`
+    // field ignore this.
+    let trace_id = trace_id_of(span);
+    if !trace_id.is_empty() {
+        span.record("trace_id", trace_id.as_str());
+    }
 }
 
 /// Writes the current span's W3C context into `carrier` (outgoing gRPC metadata).
@@ -225,10 +232,10 @@ impl Injector for MetadataCarrier<'_> {
     }
 }
 
-/// The current trace id as hex, for logs and error bodies (empty when there is none).
-pub fn current_trace_id() -> String {
+/// The trace id of `span` as hex (empty when it has none, e.g. tracing is not installed).
+pub fn trace_id_of(span: &tracing::Span) -> String {
     use opentelemetry::trace::TraceContextExt;
-    let context = tracing::Span::current().context();
+    let context = span.context();
     let span_context = context.span().span_context().clone();
     if span_context.is_valid() {
         span_context.trace_id().to_string()

@@ -154,6 +154,7 @@ async fn observe(mut request: Request, next: Next) -> Response {
         http.route = %route,
         request_id = %request_id,
         http.status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     telemetry::continue_trace(&span, &telemetry::HeaderCarrier(request.headers()));
     let started = Instant::now();
