@@ -7,11 +7,13 @@
 //! - [`resilience`]: the circuit breaker, bulkhead and retry budget those clients use.
 //! - [`db`]: database connections by URL (SQLite, PostgreSQL, MySQL) and migrations.
 //! - [`kv`]: cache, counter, HyperLogLog, rate limiter and lock over Redis or in-process.
+//! - [`auth`]: Ed25519 access tokens: issuing, verifying, JWKS, the caller behind a request.
 //! - [`error`]: service errors as `tonic::Status` with machine-readable details, and back.
 //! - [`shutdown`]: the one signal every task of a process watches.
 //! - [`process`]: the life of a service binary, from configuration to exit code.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;

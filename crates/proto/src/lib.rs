@@ -41,7 +41,13 @@ pub mod pillivery {
             tonic::include_proto!("pillivery.catalog.v1");
         }
     }
+    pub mod user {
+        pub mod v1 {
+            tonic::include_proto!("pillivery.user.v1");
+        }
+    }
 }
 
 pub use pillivery::api::v1 as api;
 pub use pillivery::catalog::v1 as catalog;
+pub use pillivery::user::v1 as user;

@@ -432,17 +432,60 @@ async fn call(
             });
         }
     };
-    let status = StatusCode::from_u16(route.success_status).unwrap_or(StatusCode::OK);
-    if status == StatusCode::NO_CONTENT {
-        return Ok(status.into_response());
+    success_response(route, &response, locale)
+}
+
+/// The REST answer for a successful call: a redirect, no content, or JSON, plus any headers the
+/// route copies from the answer.
+fn success_response(
+    route: &Route,
+    response: &DynamicMessage,
+    locale: Locale,
+) -> Result<Response, HttpError> {
+    let text_of = |field: &prost_reflect::FieldDescriptor| match response.get_field(field).as_ref()
+    {
+        prost_reflect::Value::String(text) => text.clone(),
+        _ => String::new(),
+    };
+    let broken_answer = || {
+        HttpError::from_api_error(
+            ApiError::internal(&format!(
+                "{}: answer unusable as a header",
+                route.method.full_name()
+            )),
+            locale,
+        )
+    };
+    let mut response_out = if let Some(field) = &route.redirect_field {
+        let location = HeaderValue::from_str(&text_of(field)).map_err(|_| broken_answer())?;
+        let mut redirect = StatusCode::FOUND.into_response();
+        redirect.headers_mut().insert(header::LOCATION, location);
+        redirect
+    } else {
+        let status = StatusCode::from_u16(route.success_status).unwrap_or(StatusCode::OK);
+        if status == StatusCode::NO_CONTENT {
+            status.into_response()
+        } else {
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                transcode::message_to_json(response).to_string(),
+            )
+                .into_response()
+        }
+    };
+    for copied in &route.response_headers {
+        let value = text_of(&copied.field);
+        if value.is_empty() {
+            continue;
+        }
+        let value = HeaderValue::from_str(&format!("{}{value}", copied.prefix))
+            .map_err(|_| broken_answer())?;
+        response_out
+            .headers_mut()
+            .insert(copied.name.clone(), value);
     }
-    let json = transcode::message_to_json(&response);
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        json.to_string(),
-    )
-        .into_response())
+    Ok(response_out)
 }
 
 fn set_body_field(

@@ -127,13 +127,31 @@ fn operation(route: &Route, operation_id: String, schemas: &mut BTreeMap<String,
         }
     }
     let success = route.success_status.to_string();
-    if route.success_status == 204 {
+    if route.redirect_field.is_some() {
+        operation["responses"]["302"] = json!({
+            "description": "Redirect to the URL in Location.",
+            "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}}
+        });
+    } else if route.success_status == 204 {
         operation["responses"][&success] = json!({"description": "Done; no content."});
     } else {
         operation["responses"][&success] = json!({
             "description": "Success.",
             "content": {"application/json": {"schema": message_ref(&route.method.output(), schemas)}}
         });
+    }
+    if !route.response_headers.is_empty() && route.redirect_field.is_none() {
+        let headers: Map<String, Json> = route
+            .response_headers
+            .iter()
+            .map(|copied| {
+                (
+                    copied.name.to_string(),
+                    json!({"schema": {"type": "string"}, "description": format!("{}<{}>", copied.prefix, copied.field.json_name())}),
+                )
+            })
+            .collect();
+        operation["responses"][&success]["headers"] = Json::Object(headers);
     }
     operation["responses"]["default"] = json!({"$ref": "#/components/responses/Error"});
     operation["security"] = match route.auth {

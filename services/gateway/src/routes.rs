@@ -78,6 +78,18 @@ pub struct Route {
     pub read_only: bool,
     /// The upstream (downstream service) that serves this RPC.
     pub upstream: String,
+    /// Response headers filled from string fields of the answer.
+    pub response_headers: Vec<HeaderFromField>,
+    /// A success answers 302 to the URL in this string field of the answer, with no body.
+    pub redirect_field: Option<FieldDescriptor>,
+}
+
+/// A response header whose value is `prefix` + a string field of the answer.
+#[derive(Clone, Debug)]
+pub struct HeaderFromField {
+    pub name: http::HeaderName,
+    pub field: FieldDescriptor,
+    pub prefix: String,
 }
 
 impl Route {
@@ -264,8 +276,36 @@ pub fn build_routes(
                     retryable,
                     read_only,
                     upstream: upstream.clone(),
+                    response_headers: Vec::new(),
+                    redirect_field: None,
                 };
                 check_fields_exist(&route)?;
+                let route = Route {
+                    response_headers: policy
+                        .response_headers
+                        .iter()
+                        .map(|header| {
+                            Ok(HeaderFromField {
+                                name: http::HeaderName::from_bytes(header.name.as_bytes())
+                                    .map_err(|_| {
+                                        format!(
+                                            "{}: bad header name `{}`",
+                                            method.full_name(),
+                                            header.name
+                                        )
+                                    })?,
+                                field: output_string_field(&method, &header.field)?,
+                                prefix: header.prefix.clone(),
+                            })
+                        })
+                        .collect::<Result<_, String>>()?,
+                    redirect_field: if policy.redirect_field.is_empty() {
+                        None
+                    } else {
+                        Some(output_string_field(&method, &policy.redirect_field)?)
+                    },
+                    ..route
+                };
                 routes.push(route);
             }
         }
@@ -284,6 +324,21 @@ pub fn build_routes(
         }
     }
     Ok(routes)
+}
+
+/// A top-level string field of the method's answer, for headers and redirects.
+fn output_string_field(method: &MethodDescriptor, name: &str) -> Result<FieldDescriptor, String> {
+    let field = method
+        .output()
+        .get_field_by_name(name)
+        .ok_or_else(|| format!("{}: the answer has no field `{name}`", method.full_name()))?;
+    if field.kind() != prost_reflect::Kind::String || field.is_list() {
+        return Err(format!(
+            "{}: `{name}` is not a string field",
+            method.full_name()
+        ));
+    }
+    Ok(field)
 }
 
 fn extension_as<T: prost::Message + Default>(
@@ -479,6 +534,53 @@ mod tests {
             .find(|route| route.method.name() == "DeleteItem")
             .unwrap();
         assert_eq!(delete.success_status, 204);
+    }
+
+    #[test]
+    fn response_headers_and_redirects_come_from_the_options() {
+        let services = HashMap::from([(
+            "pillivery.user.v1.AuthService".to_owned(),
+            "user".to_owned(),
+        )]);
+        let routes = build_routes(pillivery_proto::descriptor_pool(), &services).unwrap();
+        let login = routes
+            .iter()
+            .find(|route| route.method.name() == "Login")
+            .unwrap();
+        let headers: Vec<(String, String, String)> = login
+            .response_headers
+            .iter()
+            .map(|header| {
+                (
+                    header.name.to_string(),
+                    header.field.name().to_owned(),
+                    header.prefix.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                (
+                    "authorization".into(),
+                    "access_token".into(),
+                    "Bearer ".into()
+                ),
+                ("refresh".into(), "refresh_token".into(), String::new()),
+            ]
+        );
+        let authorize = routes
+            .iter()
+            .find(|route| route.method.name() == "StartOAuth")
+            .unwrap();
+        assert_eq!(
+            authorize.redirect_field.as_ref().unwrap().name(),
+            "location"
+        );
+        assert_eq!(
+            authorize.openapi_path(),
+            "/api/auth/oauth2/{provider}/authorize"
+        );
     }
 
     #[test]
