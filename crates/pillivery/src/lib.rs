@@ -13,10 +13,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use pillivery_platform::auth::{self, SigningKey};
 use pillivery_platform::db::DatabaseConfig;
+use pillivery_platform::kv::KeyValueStore;
 use pillivery_platform::server::{READINESS, ServerConfig, wait_until_serving};
 use pillivery_platform::shutdown::Shutdown;
 use tokio::task::JoinHandle;
+
+/// The development signing key's file in the data folder.
+pub const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
 
 /// The services of the fleet, in start order (the gateway last: it calls the others).
 pub const SERVICES: [&str; 6] = [
@@ -66,6 +71,13 @@ impl Storage {
         }
     }
 
+    fn sqlite_folder(&self) -> Option<&PathBuf> {
+        match self {
+            Storage::Sqlite { data_dir } => Some(data_dir),
+            _ => None,
+        }
+    }
+
     async fn database_for(&self, service: &str) -> anyhow::Result<DatabaseConfig> {
         Ok(match self {
             Storage::Sqlite { data_dir } => {
@@ -96,7 +108,12 @@ impl Storage {
 pub struct FleetOptions {
     /// The gateway's public port on 127.0.0.1; 0 picks a free one.
     pub http_port: u16,
+    /// Local state that is not in a database: the development signing key.
+    pub data_dir: PathBuf,
     pub storage: Storage,
+    /// The access-token signing key (Ed25519 PKCS#8 PEM); when unset, one is generated once and
+    /// kept in `data_dir`.
+    pub jwt_private_key: Option<String>,
     /// Demo items loaded when the catalog is empty.
     pub demo_items: u32,
     /// How long services may take to become ready.
@@ -108,9 +125,11 @@ impl FleetOptions {
     pub fn for_tests(data_dir: &Path) -> FleetOptions {
         FleetOptions {
             http_port: 0,
+            data_dir: data_dir.to_path_buf(),
             storage: Storage::Sqlite {
                 data_dir: data_dir.to_path_buf(),
             },
+            jwt_private_key: None,
             demo_items: 200,
             start_timeout: Duration::from_secs(60),
         }
@@ -122,7 +141,8 @@ pub struct RunningService {
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     shutdown: Shutdown,
-    task: JoinHandle<Result<(), String>>,
+    /// `None` once it has been awaited (it stopped).
+    task: Option<JoinHandle<Result<(), String>>>,
 }
 
 /// A running fleet.
@@ -139,10 +159,21 @@ fn loopback_server() -> ServerConfig {
 impl Fleet {
     /// Starts every service, waits until each reports ready, and returns.
     pub async fn start(options: FleetOptions) -> anyhow::Result<Fleet> {
-        if let Storage::Sqlite { data_dir } = &options.storage {
-            std::fs::create_dir_all(data_dir)
-                .with_context(|| format!("creating the data folder {}", data_dir.display()))?;
+        for folder in [Some(&options.data_dir), options.storage.sqlite_folder()]
+            .into_iter()
+            .flatten()
+        {
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("creating the data folder {}", folder.display()))?;
         }
+        let signing_key = match &options.jwt_private_key {
+            Some(pem) => SigningKey::from_pkcs8_pem(pem, None)
+                .context("PILLIVERY_JWT_PRIVATE_KEY is not an Ed25519 PKCS#8 PEM key")?,
+            None => SigningKey::load_or_generate(&options.data_dir.join(SIGNING_KEY_FILE))
+                .context("the development signing key")?,
+        };
+        // One process, so one in-process store serves every service (token blacklist, ...).
+        let key_value = KeyValueStore::in_memory();
         // Installed before any breaker or counter is created, so no early sample is lost.
         let _ = pillivery_platform::telemetry::metrics_handle();
         let shutdown = Shutdown::new();
@@ -192,9 +223,11 @@ impl Fleet {
             http_port: options.http_port,
             server: loopback_server(),
             upstreams,
+            jwks: auth::jwks(&[signing_key.verification_key()]).to_string(),
             ..Default::default()
         })
-        .await?;
+        .await?
+        .with_key_value_store(key_value.clone());
         let http_addr = gateway.http_addr();
 
         macro_rules! launch {
@@ -213,7 +246,7 @@ impl Fleet {
                         grpc_addr,
                         admin_addr,
                         shutdown: own,
-                        task,
+                        task: Some(task),
                     },
                 );
             }};
@@ -225,15 +258,25 @@ impl Fleet {
         launch!("scheduler", scheduler);
         launch!("gateway", gateway);
 
-        let fleet = Fleet {
+        let mut fleet = Fleet {
             http_addr,
             services,
             shutdown,
         };
-        for (name, service) in &fleet.services {
-            if let Err(error) =
-                wait_until_serving(service.grpc_addr, READINESS, options.start_timeout).await
-            {
+        for (name, service) in fleet.services.iter_mut() {
+            let ready = wait_until_serving(service.grpc_addr, READINESS, options.start_timeout);
+            let failure = match service.task.as_mut() {
+                Some(task) => tokio::select! {
+                    ready = ready => ready.err(),
+                    // A service that stops while starting says why, instead of a long wait.
+                    outcome = task => {
+                        service.task = None;
+                        Some(describe_end(outcome))
+                    }
+                },
+                None => Some("not running".to_owned()),
+            };
+            if let Some(error) = failure {
                 fleet.shutdown.trigger();
                 anyhow::bail!("{name} did not become ready: {error}");
             }
@@ -253,36 +296,48 @@ impl Fleet {
             .remove(name)
             .with_context(|| format!("no running service `{name}`"))?;
         service.shutdown.trigger();
-        service
-            .task
-            .await
-            .context("service task panicked")?
-            .map_err(|error| anyhow::anyhow!("{name}: {error}"))
+        match service.task {
+            Some(task) => task
+                .await
+                .context("service task panicked")?
+                .map_err(|error| anyhow::anyhow!("{name}: {error}")),
+            None => Ok(()),
+        }
     }
 
     /// Resolves when any service stops on its own (a failure) or `shutdown` fires.
     pub async fn run_until(&mut self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let mut failed = None;
-        {
-            let watches = self.services.iter_mut().map(|(name, service)| {
-                let name = *name;
-                Box::pin(async move { (name, (&mut service.task).await) })
-            });
+        let ended = {
+            let watches: Vec<_> = self
+                .services
+                .iter_mut()
+                .filter_map(|(name, service)| {
+                    let name = *name;
+                    service
+                        .task
+                        .as_mut()
+                        .map(|task| Box::pin(async move { (name, task.await) }))
+                })
+                .collect();
+            if watches.is_empty() {
+                shutdown.wait().await;
+                return Ok(());
+            }
             tokio::select! {
-                () = shutdown.wait() => {}
-                ((name, result), _, _) = futures::future::select_all(watches) => {
-                    failed = Some(match result {
-                        Ok(Ok(())) => format!("{name} stopped unexpectedly"),
-                        Ok(Err(error)) => format!("{name} failed: {error}"),
-                        Err(error) => format!("{name} panicked: {error}"),
-                    });
+                () = shutdown.wait() => None,
+                ((name, outcome), _, _) = futures::future::select_all(watches) => Some((name, outcome)),
+            }
+        };
+        match ended {
+            None => Ok(()),
+            Some((name, outcome)) => {
+                // Awaited already: a JoinHandle must not be polled again after completion.
+                if let Some(service) = self.services.get_mut(name) {
+                    service.task = None;
                 }
+                anyhow::bail!("{name}: {}", describe_end(outcome))
             }
         }
-        if let Some(reason) = failed {
-            anyhow::bail!(reason);
-        }
-        Ok(())
     }
 
     /// Stops every service gracefully and waits for all of them.
@@ -290,7 +345,10 @@ impl Fleet {
         self.shutdown.trigger();
         let mut errors = Vec::new();
         for (name, service) in self.services {
-            match service.task.await {
+            let Some(task) = service.task else {
+                continue;
+            };
+            match task.await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => errors.push(format!("{name}: {error}")),
                 Err(error) if error.is_cancelled() => {}
@@ -302,6 +360,14 @@ impl Fleet {
         } else {
             anyhow::bail!(errors.join("; "))
         }
+    }
+}
+
+fn describe_end(outcome: Result<Result<(), String>, tokio::task::JoinError>) -> String {
+    match outcome {
+        Ok(Ok(())) => "stopped unexpectedly".to_owned(),
+        Ok(Err(error)) => format!("failed: {error}"),
+        Err(error) => format!("panicked: {error}"),
     }
 }
 

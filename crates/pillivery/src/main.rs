@@ -43,7 +43,28 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error)
+            if matches!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            print!("{error}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            // One line, like every other configuration error, and exit code 64.
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "pillivery: {} (see --help)",
+                first.trim_start_matches("error: ")
+            );
+            return ExitCode::from(64);
+        }
+    };
     let telemetry_config = TelemetryConfig {
         log_format: if cli.log_format == "json" {
             LogFormat::Json
@@ -67,25 +88,35 @@ async fn main() -> ExitCode {
     };
     let options = FleetOptions {
         http_port: cli.http_port,
+        data_dir: cli.data_dir.clone(),
         storage,
+        jwt_private_key: std::env::var("PILLIVERY_JWT_PRIVATE_KEY")
+            .ok()
+            .filter(|pem| !pem.trim().is_empty()),
         demo_items: cli.seed_items,
         start_timeout: Duration::from_secs(120),
     };
-    let mut fleet = match Fleet::start(options).await {
-        Ok(fleet) => fleet,
-        Err(error) => {
-            eprintln!("pillivery: could not start the fleet: {error:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    announce(&fleet);
-
+    // Listening for Ctrl-C/SIGTERM from the start, so a stop during start-up is graceful too.
     let stop = Shutdown::new();
     let signal = stop.clone();
     tokio::spawn(async move {
         shutdown::os_signal().await;
         signal.trigger();
     });
+    let mut fleet = tokio::select! {
+        started = Fleet::start(options) => match started {
+            Ok(fleet) => fleet,
+            Err(error) => {
+                eprintln!("pillivery: could not start the fleet: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        () = stop.wait() => {
+            eprintln!("pillivery: stopped while starting");
+            return ExitCode::FAILURE;
+        }
+    };
+    announce(&fleet);
     let outcome = fleet.run_until(stop).await;
     if let Err(error) = &outcome {
         eprintln!("pillivery: {error:#}");

@@ -4,13 +4,19 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use chrono::Utc;
 use common::start_fleet;
+use pillivery_platform::auth::{self, Role, SigningKey, TokenConfig, TokenIssuer};
+use pillivery_platform::kv::KeyValueStore;
 use pillivery_platform::shutdown::Shutdown;
 use serde_json::json;
 
 #[tokio::test]
 async fn admin_routes_need_a_verified_token() {
     let test = start_fleet().await;
+    let key = SigningKey::generate();
+    let issuer = TokenIssuer::new(key.clone(), TokenConfig::default());
+    let blacklist = KeyValueStore::in_memory();
     let catalog = test.fleet.service("catalog").unwrap().grpc_addr;
     // A second gateway exposing the admin service of the same catalog, found through DNS (the
     // way it finds pods behind a headless Kubernetes service).
@@ -31,10 +37,12 @@ async fn admin_routes_need_a_verified_token() {
         server: pillivery_platform::server::ServerConfig::loopback(),
         upstreams,
         cors_allowed_origins: "https://shop.example".into(),
+        jwks: auth::jwks(&[key.verification_key()]).to_string(),
         ..Default::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+    .with_key_value_store(blacklist.clone());
     let base = format!("http://{}", bound.http_addr());
     let stop = Shutdown::new();
     let serving = tokio::spawn(bound.serve(stop.clone()));
@@ -95,6 +103,70 @@ async fn admin_routes_need_a_verified_token() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+
+    // A user's valid token on an admin route: 403, not 401.
+    let user_token = issuer.issue(5, Role::User, Utc::now());
+    let response = client
+        .delete(format!("{base}/api/admin/items/1"))
+        .bearer_auth(&user_token.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], json!("FORBIDDEN"));
+
+    // An expired token, and one signed by another key with the same kid.
+    let expired = issuer.issue(1, Role::Admin, Utc::now() - chrono::Duration::hours(2));
+    let forged_key = SigningKey::from_pkcs8_pem(
+        &SigningKey::generate().to_pkcs8_pem(),
+        Some(key.kid().to_owned()),
+    )
+    .unwrap();
+    let forged =
+        TokenIssuer::new(forged_key, TokenConfig::default()).issue(1, Role::Admin, Utc::now());
+    for (token, reason) in [
+        (&expired.token, "TOKEN_EXPIRED"),
+        (&forged.token, "INVALID_TOKEN"),
+    ] {
+        let response = client
+            .delete(format!("{base}/api/admin/items/1"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{reason}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], json!(reason));
+    }
+
+    // An administrator passes the gateway; the catalog does not serve its admin service yet.
+    let admin_token = issuer.issue(1, Role::Admin, Utc::now());
+    let response = client
+        .delete(format!("{base}/api/admin/items/1"))
+        .bearer_auth(&admin_token.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 501);
+    // Once blacklisted (logout, withdrawal) the same token is refused at once.
+    blacklist
+        .set(
+            &auth::blacklist_key(&admin_token.token_id),
+            b"1",
+            Some(std::time::Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let response = client
+        .delete(format!("{base}/api/admin/items/1"))
+        .bearer_auth(&admin_token.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], json!("TOKEN_REVOKED"));
 
     // The document marks the admin routes as needing a bearer token.
     let document: serde_json::Value = client

@@ -39,6 +39,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::error::{ApiError, Locale, Text};
+
 /// The only signature algorithm we issue or accept, as it is spelled in a JWT header.
 const ALGORITHM_NAME: &str = "EdDSA";
 /// Longer input is refused before any parsing: ours are about 400 bytes.
@@ -709,17 +711,47 @@ fn bearer_from_value(value: &str) -> Option<&str> {
     is_b64token.then_some(token)
 }
 
+/// Where a logged-out or withdrawn access token's id is kept until the token expires; the
+/// gateway refuses any token whose `jti` is there.
+pub fn blacklist_key(token_id: &str) -> String {
+    format!("token-blacklist:{token_id}")
+}
+
+/// Why a request is not authenticated, as the client-facing error (401 in the SPEC shape).
+pub fn unauthenticated(reason: &'static str) -> ApiError {
+    let text = match reason {
+        "TOKEN_EXPIRED" => Text::new(
+            "로그인이 만료되었습니다. 다시 로그인해 주세요.",
+            "The access token has expired. Please log in again.",
+        ),
+        "AUTHENTICATION_REQUIRED" => {
+            Text::new("로그인이 필요합니다.", "Authentication is required.")
+        }
+        "TOKEN_REVOKED" => Text::new(
+            "더 이상 유효하지 않은 토큰입니다. 다시 로그인해 주세요.",
+            "The access token is no longer valid. Please log in again.",
+        ),
+        _ => Text::new(
+            "유효하지 않은 토큰입니다.",
+            "The access token is not valid.",
+        ),
+    };
+    ApiError::new(tonic::Code::Unauthenticated, reason, text)
+}
+
 /// The caller behind a gRPC request, from its bearer token checked against the clock now.
-/// Missing or refused tokens answer `UNAUTHENTICATED` with the stable reason as message.
+/// Missing or refused tokens answer `UNAUTHENTICATED` in the SPEC error shape, in the request's
+/// language.
 pub fn caller_from_request<T>(
     verifier: &TokenVerifier,
     request: &tonic::Request<T>,
 ) -> Result<Caller, tonic::Status> {
+    let locale = Locale::from_metadata(request.metadata());
     let token = bearer_from_metadata(request.metadata())
-        .ok_or_else(|| tonic::Status::unauthenticated("AUTHENTICATION_REQUIRED"))?;
+        .ok_or_else(|| unauthenticated("AUTHENTICATION_REQUIRED").into_status(locale))?;
     verifier
         .verify(token, Utc::now())
-        .map_err(|error| tonic::Status::unauthenticated(error.reason()))
+        .map_err(|error| unauthenticated(error.reason()).into_status(locale))
 }
 
 fn token_error(kind: &ErrorKind) -> TokenError {

@@ -276,6 +276,16 @@ impl Upstream {
                     permit.success();
                     return Ok(answer);
                 }
+                // tonic's own timer (the `grpc-timeout` we set) can fire in the same tick as
+                // ours and reports CANCELLED: past the deadline that is a timeout, a fault.
+                Ok(Err(status))
+                    if status.code() == Code::Cancelled && Instant::now() >= deadline =>
+                {
+                    permit.fault();
+                    return Err(CallError::DeadlineExceeded {
+                        upstream: self.name.clone(),
+                    });
+                }
                 Ok(Err(status)) => status,
                 Err(_elapsed) => {
                     permit.fault();

@@ -63,11 +63,39 @@ pub fn load<C: ServiceConfig>(
         }
         builder = builder.add_source(config::File::from(path));
     }
+    // Variables are often shared by several services (an env file, a ConfigMap): one naming a
+    // top-level key this service does not have is another service's setting and is skipped
+    // with a note. Inside a known key (`PILLIVERY_DATABASE__URLL`) and in the file, unknown
+    // keys are errors, so typos do not pass silently.
+    let known: Vec<String> = match serde_json::to_value(C::default()) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let mut skipped = Vec::new();
     let environment: HashMap<String, String> = environment
         .iter()
         .filter(|(name, _)| is_setting(name))
+        .filter(|(name, _)| {
+            let key = name["PILLIVERY_".len()..]
+                .split("__")
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let ours = known.contains(&key);
+            if !ours {
+                skipped.push(name.to_string());
+            }
+            ours
+        })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
+    if !skipped.is_empty() {
+        skipped.sort();
+        eprintln!(
+            "pillivery: not settings of this service, ignored: {}",
+            skipped.join(", ")
+        );
+    }
     builder = builder.add_source(
         config::Environment::with_prefix("PILLIVERY")
             .prefix_separator("_")
@@ -185,6 +213,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(error, "configuration: http_port must not be 1");
+    }
+
+    #[test]
+    fn other_services_variables_are_skipped_but_typos_inside_a_key_are_not() {
+        let loaded: Example = load(
+            None,
+            &env(&[("PILLIVERY_ADMIN_EMAIL", "a@b.c"), ("PILLIVERY_NAME", "x")]),
+        )
+        .unwrap();
+        assert_eq!(loaded.name, "x");
+        let error = load::<Example>(None, &env(&[("PILLIVERY_DATABASE__URLL", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("urll"), "{error}");
     }
 
     #[test]

@@ -52,10 +52,14 @@ impl Default for ServerConfig {
             admin_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             lameduck_ms: 2_000,
             grace_ms: 10_000,
-            max_call_ms: 30_000,
+            max_call_ms: DEFAULT_MAX_CALL_MS,
         }
     }
 }
+
+/// Above every deadline a route declares (the bulk import allows 120 s), so a caller's own
+/// deadline, not this cap, decides when a call gives up.
+const DEFAULT_MAX_CALL_MS: u64 = 300_000;
 
 impl ServerConfig {
     /// Both ports on loopback, picked free, no lameduck: the embedded fleet and tests.
@@ -65,7 +69,7 @@ impl ServerConfig {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             lameduck_ms: 0,
             grace_ms: 5_000,
-            max_call_ms: 30_000,
+            max_call_ms: DEFAULT_MAX_CALL_MS,
         }
     }
 
@@ -73,8 +77,11 @@ impl ServerConfig {
         if self.grpc_addr.port() != 0 && self.grpc_addr.port() == self.admin_addr.port() {
             return Err("server.grpc_addr and server.admin_addr must use different ports".into());
         }
-        if self.max_call_ms == 0 {
-            return Err("server.max_call_ms must be above 0".into());
+        if self.max_call_ms == 0 || self.max_call_ms > 3_600_000 {
+            return Err("server.max_call_ms must be between 1 and 3600000".into());
+        }
+        if self.lameduck_ms > 600_000 || self.grace_ms > 600_000 {
+            return Err("server.lameduck_ms and server.grace_ms must be at most 600000".into());
         }
         Ok(())
     }

@@ -747,7 +747,8 @@ fn caller_from_request_needs_a_valid_token() {
     );
     let status = caller_from_request(&verifier, &request).unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    assert_eq!(status.message(), "TOKEN_EXPIRED");
+    let decoded = pillivery_platform::error::ApiError::from_status(&status).unwrap();
+    assert_eq!(decoded.reason, "TOKEN_EXPIRED");
     assert!(!status.message().contains(&stale.token));
 }
 

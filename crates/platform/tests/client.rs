@@ -163,3 +163,30 @@ async fn the_bulkhead_bounds_calls_in_flight() {
     release.notify_one();
     assert!(slow.await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn tonics_own_timeout_counts_as_a_timeout_fault() {
+    let client = upstream(|_| {});
+    for _ in 0..20 {
+        let answer: Result<(), _> = client
+            .call(
+                CallOptions {
+                    deadline: Duration::from_millis(2),
+                    retryable: true,
+                },
+                |_, remaining| async move {
+                    // What tonic answers when the `grpc-timeout` it was given runs out: the
+                    // answer is ready the moment it is polled, just after the deadline (a
+                    // blocking pause, so our own timer cannot win the race).
+                    std::thread::sleep(remaining + Duration::from_millis(3));
+                    Err(Status::cancelled("Timeout expired"))
+                },
+            )
+            .await;
+        assert!(
+            matches!(answer, Err(CallError::DeadlineExceeded { .. })),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(client.breaker().state(), BreakerState::Open);
+}

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+use pillivery_platform::auth::TokenConfig;
 use pillivery_platform::client::UpstreamConfig;
 use pillivery_platform::config::ServiceConfig;
 use pillivery_platform::resilience::EdgePolicy;
@@ -31,6 +32,14 @@ pub struct GatewayConfig {
     pub trust_forwarded_for: bool,
     /// Downstream services by name.
     pub upstreams: BTreeMap<String, GatewayUpstream>,
+    /// How access tokens are checked.
+    pub tokens: TokenConfig,
+    /// The public keys that verify access tokens, as a JWKS document (`{"keys":[...]}`); during
+    /// a key rotation it lists the old and the new key. Empty: every token is refused.
+    pub jwks: String,
+    /// Redis for the token blacklist shared with the user service. Unset: an in-process store,
+    /// which only the embedded fleet (one process for every service) can share.
+    pub redis_url: Option<String>,
 }
 
 /// One downstream and the proto services the gateway exposes from it.
@@ -79,6 +88,9 @@ impl Default for GatewayConfig {
             default_deadline_ms: 10_000,
             max_body_bytes: 1024 * 1024,
             trust_forwarded_for: false,
+            tokens: TokenConfig::default(),
+            jwks: String::new(),
+            redis_url: None,
             upstreams: BTreeMap::from([(
                 "catalog".to_owned(),
                 GatewayUpstream::new(
@@ -112,11 +124,11 @@ impl ServiceConfig for GatewayConfig {
     fn validate(&self) -> Result<(), String> {
         self.server.validate()?;
         self.telemetry.validate()?;
-        if self.default_deadline_ms == 0 {
-            return Err("default_deadline_ms must be above 0".into());
+        if !(1..=600_000).contains(&self.default_deadline_ms) {
+            return Err("default_deadline_ms must be between 1 and 600000".into());
         }
-        if self.max_body_bytes == 0 {
-            return Err("max_body_bytes must be above 0".into());
+        if !(1..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err("max_body_bytes must be between 1 and 1073741824".into());
         }
         if self.upstreams.is_empty() {
             return Err("at least one upstream must be configured".into());
@@ -127,6 +139,7 @@ impl ServiceConfig for GatewayConfig {
                 return Err(format!("upstream `{name}` exposes no services"));
             }
         }
+        self.verification_keys()?;
         for origin in self.cors_origins() {
             if origin != "*" && http::HeaderValue::from_str(&origin).is_err() {
                 return Err(format!(
@@ -139,6 +152,26 @@ impl ServiceConfig for GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// The keys of `jwks`.
+    pub fn verification_keys(
+        &self,
+    ) -> Result<Vec<pillivery_platform::auth::VerificationKey>, String> {
+        if self.jwks.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let document: serde_json::Value = serde_json::from_str(&self.jwks)
+            .map_err(|error| format!("jwks is not JSON: {error}"))?;
+        document["keys"]
+            .as_array()
+            .ok_or("jwks needs a `keys` array")?
+            .iter()
+            .map(|jwk| {
+                pillivery_platform::auth::VerificationKey::from_jwk(jwk)
+                    .map_err(|error| format!("jwks: {error}"))
+            })
+            .collect()
+    }
+
     pub fn cors_origins(&self) -> Vec<String> {
         self.cors_allowed_origins
             .split(',')

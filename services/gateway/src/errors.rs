@@ -12,6 +12,9 @@ use pillivery_platform::error::{ApiError, DecodedFieldError, Locale, Text};
 use serde_json::json;
 use tonic::Code;
 
+/// The most field errors one answer lists.
+pub const MAX_FIELD_ERRORS: usize = 100;
+
 /// The HTTP status for a gRPC code.
 pub fn http_status(code: Code) -> StatusCode {
     match code {
@@ -109,9 +112,11 @@ impl HttpError {
             "message": self.message,
         });
         if !self.field_errors.is_empty() {
+            // Bounded, so a request with thousands of bad parameters cannot amplify itself.
             body["fieldErrors"] = self
                 .field_errors
                 .into_iter()
+                .take(MAX_FIELD_ERRORS)
                 .map(|error| {
                     json!({
                         "field": error.field,

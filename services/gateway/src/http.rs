@@ -15,13 +15,16 @@ use axum::routing::{MethodFilter, MethodRouter};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
+use pillivery_platform::auth::{self, Caller, Role, TokenVerifier};
 use pillivery_platform::client::{CallOptions, Upstream};
 use pillivery_platform::error::{ApiError, Locale, Text};
+use pillivery_platform::kv::KeyValueStore;
 use pillivery_platform::telemetry;
 use pillivery_proto::api::AuthPolicy;
 use prost_reflect::DynamicMessage;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
@@ -41,6 +44,9 @@ pub struct Gateway {
     pub max_body_bytes: u64,
     pub trust_forwarded_for: bool,
     pub openapi: Bytes,
+    pub verifier: TokenVerifier,
+    /// Where logged-out tokens are blacklisted (shared with the user service).
+    pub key_value: KeyValueStore,
 }
 
 /// The request id of this request (taken from the client or generated), set by middleware.
@@ -91,12 +97,27 @@ pub fn router(gateway: Arc<Gateway>, routes: Vec<Route>, cors_origins: &[String]
     }
     let mut app = app
         .fallback(route_not_found)
+        // A bug must cost one request a 500 in the error shape, never the connection.
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(observe))
         .layer(CompressionLayer::new().gzip(true));
     if !cors_origins.is_empty() {
         app = app.layer(cors_layer(cors_origins));
     }
     app
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    HttpError::from_api_error(
+        ApiError::internal(&format!("handler panicked: {detail}")),
+        Locale::default(),
+    )
+    .into_response("")
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
@@ -231,30 +252,13 @@ async fn call(
 ) -> Result<Response, HttpError> {
     let (mut parts, body) = request.into_parts();
 
-    // Who may call: identity comes with the identity issue; until tokens can be verified, a
-    // route that needs a user answers 401 to everyone rather than trusting an unchecked token.
-    if route.auth != AuthPolicy::Public {
-        let has_bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("Bearer ") && value.len() > 7);
-        let (reason, text) = if has_bearer {
-            (
-                "INVALID_TOKEN",
-                Text::new(
-                    "유효하지 않은 토큰입니다.",
-                    "The access token is not valid.",
-                ),
-            )
-        } else {
-            (
-                "AUTHENTICATION_REQUIRED",
-                Text::new("로그인이 필요합니다.", "Authentication is required."),
-            )
-        };
-        return Err(HttpError::own(Code::Unauthenticated, reason, text, locale));
-    }
+    // Who may call. Public routes pass the token on unchecked (a service may use it); the others
+    // need a valid, unrevoked token, and ADMIN routes an administrator's.
+    let caller = if route.auth == AuthPolicy::Public {
+        None
+    } else {
+        Some(authenticate(gateway, &parts.headers, route.auth, locale).await?)
+    };
     if route.idempotency_key_required
         && parts
             .headers
@@ -280,7 +284,19 @@ async fn call(
     let mut violations = Violations::default();
     let raw_params = RawPathParams::from_request_parts(&mut parts, &())
         .await
-        .map_err(|_| HttpError::route_not_found(locale))?;
+        .map_err(|_| {
+            HttpError::from_api_error(
+                ApiError::validation(vec![pillivery_platform::error::FieldViolation::new(
+                    "path",
+                    serde_json::Value::String(parts.uri.path().to_owned()),
+                    Text::new(
+                        "경로의 값이 올바른 UTF-8이 아닙니다.",
+                        "a path value is not valid UTF-8",
+                    ),
+                )]),
+                locale,
+            )
+        })?;
     let values: Vec<String> = raw_params
         .iter()
         .map(|(_, value)| value.to_owned())
@@ -390,6 +406,9 @@ async fn call(
                     request_id,
                     client_ip.as_deref(),
                 );
+                if let Some(caller) = &caller {
+                    forward_caller(&mut grpc_request, caller);
+                }
                 telemetry::inject_trace(
                     &span,
                     &mut telemetry::MetadataCarrier(grpc_request.metadata_mut()),
@@ -486,6 +505,61 @@ fn success_response(
             .insert(copied.name.clone(), value);
     }
     Ok(response_out)
+}
+
+/// The verified caller of a USER or ADMIN route.
+async fn authenticate(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    policy: AuthPolicy,
+    locale: Locale,
+) -> Result<Caller, HttpError> {
+    let refuse =
+        |reason: &'static str| HttpError::from_api_error(auth::unauthenticated(reason), locale);
+    let token =
+        auth::bearer_from_headers(headers).ok_or_else(|| refuse("AUTHENTICATION_REQUIRED"))?;
+    let caller = gateway
+        .verifier
+        .verify(token, chrono::Utc::now())
+        .map_err(|error| refuse(error.reason()))?;
+    // Logged out or withdrawn: refused at once, not only when the token expires. If the store
+    // cannot answer, refuse rather than let a possibly revoked token through.
+    match gateway
+        .key_value
+        .get(&auth::blacklist_key(&caller.token_id))
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(_)) => return Err(refuse("TOKEN_REVOKED")),
+        Err(error) => {
+            return Err(HttpError::from_api_error(
+                ApiError::unavailable(&error),
+                locale,
+            ));
+        }
+    }
+    if policy == AuthPolicy::Admin && caller.role != Role::Admin {
+        return Err(HttpError::own(
+            Code::PermissionDenied,
+            "FORBIDDEN",
+            Text::new("권한이 없습니다.", "Administrators only."),
+            locale,
+        ));
+    }
+    Ok(caller)
+}
+
+/// The verified identity, for logs and routing downstream; services still verify the token
+/// themselves and trust only it.
+fn forward_caller(request: &mut tonic::Request<DynamicMessage>, caller: &Caller) {
+    let metadata = request.metadata_mut();
+    if let Ok(value) = MetadataValue::try_from(caller.user_id.to_string()) {
+        metadata.insert("x-caller-id", value);
+    }
+    metadata.insert(
+        "x-caller-role",
+        MetadataValue::from_static(caller.role.as_str()),
+    );
 }
 
 fn set_body_field(

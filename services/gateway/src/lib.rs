@@ -20,7 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pillivery_platform::auth::TokenVerifier;
 use pillivery_platform::client::Upstream;
+use pillivery_platform::kv::KeyValueStore;
 use pillivery_platform::server::ServiceHost;
 use pillivery_platform::shutdown::{Shutdown, Tasks};
 use tokio::net::TcpListener;
@@ -43,6 +45,8 @@ pub enum GatewayError {
     Serve(#[from] pillivery_platform::server::ServeError),
     #[error("public port failed: {0}")]
     Http(std::io::Error),
+    #[error("token blacklist store: {0}")]
+    KeyValue(String),
 }
 
 /// A gateway whose ports are bound and whose route table is built, not yet serving.
@@ -51,6 +55,7 @@ pub struct BoundGateway {
     routes: Vec<Route>,
     http: TcpListener,
     host: ServiceHost,
+    key_value: Option<KeyValueStore>,
 }
 
 impl BoundGateway {
@@ -70,7 +75,15 @@ impl BoundGateway {
             routes,
             http,
             host,
+            key_value: None,
         })
+    }
+
+    /// Uses this store for the token blacklist instead of `redis_url` (the embedded fleet shares
+    /// one in-process store between the gateway and the user service).
+    pub fn with_key_value_store(mut self, store: KeyValueStore) -> BoundGateway {
+        self.key_value = Some(store);
+        self
     }
 
     /// The public REST address.
@@ -96,7 +109,21 @@ impl BoundGateway {
             routes,
             http,
             host,
+            key_value,
         } = self;
+        let key_value = match (key_value, &config.redis_url) {
+            (Some(store), _) => store,
+            (None, Some(url)) => {
+                KeyValueStore::connect_redis(url, "pillivery", Duration::from_millis(200))
+                    .await
+                    .map_err(|error| GatewayError::KeyValue(error.to_string()))?
+            }
+            (None, None) => KeyValueStore::in_memory(),
+        };
+        let verifier = TokenVerifier::new(
+            config.verification_keys().map_err(GatewayError::Routes)?,
+            config.tokens.clone(),
+        );
         let tasks = Tasks::new();
         let mut upstreams = HashMap::new();
         for (name, upstream) in &config.upstreams {
@@ -112,6 +139,8 @@ impl BoundGateway {
             max_body_bytes: config.max_body_bytes,
             trust_forwarded_for: config.trust_forwarded_for,
             openapi: openapi.into(),
+            verifier,
+            key_value,
         });
         let app = http::router(gateway, routes, &config.cors_origins());
 

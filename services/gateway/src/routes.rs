@@ -78,6 +78,9 @@ pub struct Route {
     pub read_only: bool,
     /// The upstream (downstream service) that serves this RPC.
     pub upstream: String,
+    /// Fields that only a path literal sets (`{listing=on-sale}` in any binding of the RPC):
+    /// never accepted from a query string or body.
+    pub path_only_fields: Vec<String>,
     /// Response headers filled from string fields of the answer.
     pub response_headers: Vec<HeaderFromField>,
     /// A success answers 302 to the URL in this string field of the answer, with no body.
@@ -151,17 +154,20 @@ impl Route {
             .collect()
     }
 
-    /// Fields set by the path (variables and fixed variables): not taken from query or body.
+    /// Fields set by the path (variables and fixed variables) or settable only by a path:
+    /// not taken from query or body.
     pub fn path_bound_fields(&self) -> Vec<String> {
-        self.segments
-            .iter()
-            .filter_map(|segment| match segment {
-                Segment::Variable { field_path } | Segment::FixedVariable { field_path, .. } => {
-                    field_path.first().cloned()
-                }
-                Segment::Literal(_) => None,
-            })
-            .collect()
+        let mut fields: Vec<String> =
+            self.segments
+                .iter()
+                .filter_map(|segment| match segment {
+                    Segment::Variable { field_path }
+                    | Segment::FixedVariable { field_path, .. } => field_path.first().cloned(),
+                    Segment::Literal(_) => None,
+                })
+                .collect();
+        fields.extend(self.path_only_fields.iter().cloned());
+        fields
     }
 }
 
@@ -276,6 +282,7 @@ pub fn build_routes(
                     retryable,
                     read_only,
                     upstream: upstream.clone(),
+                    path_only_fields: Vec::new(),
                     response_headers: Vec::new(),
                     redirect_field: None,
                 };
@@ -309,6 +316,25 @@ pub fn build_routes(
                 routes.push(route);
             }
         }
+    }
+    let mut path_only: HashMap<String, Vec<String>> = HashMap::new();
+    for route in &routes {
+        for segment in &route.segments {
+            if let Segment::FixedVariable { field_path, .. } = segment
+                && let Some(first) = field_path.first()
+            {
+                path_only
+                    .entry(route.method.full_name().to_owned())
+                    .or_default()
+                    .push(first.clone());
+            }
+        }
+    }
+    for route in &mut routes {
+        route.path_only_fields = path_only
+            .get(route.method.full_name())
+            .cloned()
+            .unwrap_or_default();
     }
     let mut seen = HashMap::new();
     for route in &routes {
@@ -500,6 +526,12 @@ mod tests {
             ]
         );
         assert!(routes.iter().all(|route| route.auth == AuthPolicy::Public));
+        // `listing` is set only by the `/api/items/on-sale` path, on every binding.
+        let search = routes
+            .iter()
+            .find(|route| route.openapi_path() == "/api/items")
+            .unwrap();
+        assert!(search.path_bound_fields().contains(&"listing".to_owned()));
         assert!(routes.iter().all(|route| route.retryable));
         let item = routes
             .iter()

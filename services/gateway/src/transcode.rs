@@ -564,7 +564,8 @@ pub fn query_into_message(
             return;
         }
     };
-    let mut seen: Vec<&str> = Vec::new();
+    // Keyed by the field, not the spelling: `minPrice` and `min_price` are the same parameter.
+    let mut seen: Vec<String> = Vec::new();
     for (name, text) in &pairs {
         let Some(fields) = resolve_parameter(&message.descriptor(), name, skip) else {
             violations.add(name, rejected_text(text), UNKNOWN_PARAMETER);
@@ -574,11 +575,16 @@ pub fn query_into_message(
             continue;
         };
         if !field.is_list() {
-            if seen.contains(&name.as_str()) {
+            let key = fields
+                .iter()
+                .map(|field| field.full_name())
+                .collect::<Vec<_>>()
+                .join("/");
+            if seen.contains(&key) {
                 violations.add(name, rejected_text(text), REPEATED_PARAMETER);
                 continue;
             }
-            seen.push(name);
+            seen.push(key);
         }
         let Some(target) = nested_mut(message, parents) else {
             continue;
@@ -718,6 +724,13 @@ mod tests {
         );
         assert_eq!(violations.0[0].rejected_value, json!("CHEAPEST"));
         assert!(violations.0[0].reason.en.contains("PRICE_L"));
+    }
+
+    #[test]
+    fn a_parameter_spelt_two_ways_is_still_one_parameter() {
+        let (_, violations) = search_request("minPrice=1&min_price=2");
+        let fields: Vec<&str> = violations.0.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["min_price"]);
     }
 
     #[test]

@@ -172,6 +172,35 @@ impl ItemSearch {
             ));
         }
 
+        // Control characters (NUL above all) match nothing a shopper types, and PostgreSQL refuses
+        // NUL in text: rejected here, they can never reach the database as an error.
+        for (field, text) in [("keyword", &input.keyword), ("brand", &input.brand)] {
+            if let Some(text) = text
+                && text.trim().chars().any(char::is_control)
+            {
+                violations.push(FieldViolation::new(
+                    field,
+                    Value::from(text.clone()),
+                    Text::new(
+                        "제어 문자를 포함할 수 없습니다.",
+                        "must not contain control characters.",
+                    ),
+                ));
+            }
+        }
+        if let Some(brand) = &input.brand
+            && brand.chars().count() > MAX_KEYWORD_CHARS
+        {
+            violations.push(FieldViolation::new(
+                "brand",
+                Value::from(brand.clone()),
+                Text::new(
+                    "브랜드는 100자 이하여야 합니다.",
+                    "brand must be at most 100 characters.",
+                ),
+            ));
+        }
+
         let category = read_category(input.category, "category", &mut violations);
         let category_name = read_category(input.category_name, "categoryName", &mut violations);
         if let (Some(Some(category)), Some(Some(alias))) = (category, category_name)
@@ -204,6 +233,17 @@ impl ItemSearch {
 
         let listing_on_sale = match input.listing.as_str() {
             "" => false,
+            LISTING_ON_SALE if input.on_sale == Some(false) => {
+                violations.push(FieldViolation::new(
+                    "onSale",
+                    Value::from(false),
+                    Text::new(
+                        "할인 상품 목록에서는 onSale=false를 쓸 수 없습니다.",
+                        "onSale=false contradicts the on-sale listing.",
+                    ),
+                ));
+                true
+            }
             LISTING_ON_SALE => true,
             other => {
                 violations.push(FieldViolation::new(
@@ -297,6 +337,25 @@ fn read_category(
         ));
     }
     Some(category)
+}
+
+#[cfg(test)]
+mod control_character_tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_contradictions_are_violations() {
+        let violations = ItemSearch::from_input(SearchInput {
+            keyword: Some("a\0b".into()),
+            brand: Some("x\u{7}".into()),
+            listing: LISTING_ON_SALE.into(),
+            on_sale: Some(false),
+            ..SearchInput::default()
+        })
+        .unwrap_err();
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["keyword", "brand", "onSale"]);
+    }
 }
 
 #[cfg(test)]
@@ -502,7 +561,6 @@ mod tests {
             (Some(false), "", false),
             (Some(true), "", true),
             (None, "on-sale", true),
-            (Some(false), "on-sale", true),
             (Some(true), "on-sale", true),
         ];
         for (on_sale, listing, want) in table {
