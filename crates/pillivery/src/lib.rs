@@ -20,6 +20,78 @@ use pillivery_platform::server::{READINESS, ServerConfig, wait_until_serving};
 use pillivery_platform::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 
+/// The administrator's email when `PILLIVERY_ADMIN_EMAIL` is not set.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@pillivery.local";
+
+/// Where a generated administrator password is kept, so it stays the same across starts.
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+
+/// The administrator account the fleet makes sure exists.
+#[derive(Clone)]
+pub struct AdminAccount {
+    pub email: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AdminAccount {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AdminAccount")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminAccount {
+    /// `password` when given; otherwise the one generated on a first start and kept (mode 0600)
+    /// in `data_dir`. The flag says whether the password was generated just now (and should be
+    /// shown, once).
+    pub fn from_environment(
+        email: Option<String>,
+        password: Option<String>,
+        data_dir: &Path,
+    ) -> anyhow::Result<(AdminAccount, bool)> {
+        let email = email.unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
+        if let Some(password) = password {
+            return Ok((AdminAccount { email, password }, false));
+        }
+        let file = data_dir.join(ADMIN_PASSWORD_FILE);
+        if let Ok(kept) = std::fs::read_to_string(&file) {
+            let password = kept.trim().to_owned();
+            return Ok((AdminAccount { email, password }, false));
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let password = generate_password();
+        write_private_file(&file, &password)
+            .with_context(|| format!("keeping the admin password in {}", file.display()))?;
+        Ok((AdminAccount { email, password }, true))
+    }
+}
+
+/// 20 random letters and digits with one symbol: always satisfies the sign-up rules.
+fn generate_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut random = rand::rng();
+    let mut password: String = (0..18)
+        .map(|_| ALPHABET[random.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    password.push_str("a7-");
+    password
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
 /// The development signing key's file in the data folder.
 pub const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
 
@@ -114,6 +186,8 @@ pub struct FleetOptions {
     /// The access-token signing key (Ed25519 PKCS#8 PEM); when unset, one is generated once and
     /// kept in `data_dir`.
     pub jwt_private_key: Option<String>,
+    /// The administrator account ensured at start.
+    pub admin: AdminAccount,
     /// Demo items loaded when the catalog is empty.
     pub demo_items: u32,
     /// How long services may take to become ready.
@@ -130,6 +204,10 @@ impl FleetOptions {
                 data_dir: data_dir.to_path_buf(),
             },
             jwt_private_key: None,
+            admin: AdminAccount {
+                email: DEFAULT_ADMIN_EMAIL.to_owned(),
+                password: "Admin-test-1".to_owned(),
+            },
             demo_items: 200,
             start_timeout: Duration::from_secs(60),
         }
@@ -179,11 +257,17 @@ impl Fleet {
         let shutdown = Shutdown::new();
         let mut services = BTreeMap::new();
 
-        let user = user::bind(user::UserConfig {
-            server: loopback_server(),
-            database: options.storage.database_for("user").await?,
-            ..Default::default()
-        })
+        let user = user::BoundUser::bind_with(
+            user::UserConfig {
+                server: loopback_server(),
+                database: options.storage.database_for("user").await?,
+                admin_email: options.admin.email.clone(),
+                admin_password: Some(options.admin.password.clone()),
+                ..Default::default()
+            },
+            key_value.clone(),
+            signing_key.clone(),
+        )
         .await?;
         let catalog = catalog::BoundCatalog::bind(catalog::CatalogConfig {
             server: loopback_server(),
@@ -216,6 +300,16 @@ impl Fleet {
             gateway::GatewayUpstream::new(
                 format!("http://{}", catalog.grpc_addr()),
                 &["pillivery.catalog.v1.CatalogService"],
+            ),
+        );
+        upstreams.insert(
+            "user".to_owned(),
+            gateway::GatewayUpstream::new(
+                format!("http://{}", user.grpc_addr()),
+                &[
+                    "pillivery.user.v1.UserService",
+                    "pillivery.user.v1.AuthService",
+                ],
             ),
         );
         let gateway = gateway::BoundGateway::bind(gateway::GatewayConfig {

@@ -86,6 +86,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    let (admin, generated_now) = match pillivery::AdminAccount::from_environment(
+        std::env::var("PILLIVERY_ADMIN_EMAIL")
+            .ok()
+            .filter(|value| !value.is_empty()),
+        std::env::var("PILLIVERY_ADMIN_PASSWORD")
+            .ok()
+            .filter(|value| !value.is_empty()),
+        &cli.data_dir,
+    ) {
+        Ok(found) => found,
+        Err(error) => {
+            eprintln!("pillivery: {error:#}");
+            return ExitCode::from(64);
+        }
+    };
     let options = FleetOptions {
         http_port: cli.http_port,
         data_dir: cli.data_dir.clone(),
@@ -93,6 +108,7 @@ async fn main() -> ExitCode {
         jwt_private_key: std::env::var("PILLIVERY_JWT_PRIVATE_KEY")
             .ok()
             .filter(|pem| !pem.trim().is_empty()),
+        admin: admin.clone(),
         demo_items: cli.seed_items,
         start_timeout: Duration::from_secs(120),
     };
@@ -116,7 +132,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    announce(&fleet);
+    announce(&fleet, &admin, generated_now, &cli.data_dir);
     let outcome = fleet.run_until(stop).await;
     if let Err(error) = &outcome {
         eprintln!("pillivery: {error:#}");
@@ -131,7 +147,12 @@ async fn main() -> ExitCode {
     }
 }
 
-fn announce(fleet: &Fleet) {
+fn announce(
+    fleet: &Fleet,
+    admin: &pillivery::AdminAccount,
+    generated_now: bool,
+    data_dir: &std::path::Path,
+) {
     let base = format!("http://{}", fleet.http_addr);
     println!();
     println!("Pillivery is running at {base}  (Ctrl-C stops it)");
@@ -143,6 +164,21 @@ fn announce(fleet: &Fleet) {
                 service.grpc_addr, service.admin_addr
             );
         }
+    }
+    println!();
+    if generated_now {
+        println!(
+            "Administrator: {}  password: {}  (generated now and shown once; also in {})",
+            admin.email,
+            admin.password,
+            data_dir.join(pillivery::ADMIN_PASSWORD_FILE).display()
+        );
+    } else {
+        println!(
+            "Administrator: {}  (password from PILLIVERY_ADMIN_PASSWORD or {})",
+            admin.email,
+            data_dir.join(pillivery::ADMIN_PASSWORD_FILE).display()
+        );
     }
     println!();
     println!("Try:");

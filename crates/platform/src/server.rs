@@ -113,13 +113,25 @@ impl Readiness {
     }
 }
 
-/// A service's ports, bound before anything else so their addresses are known early.
+/// A service's ports, bound before anything else so their addresses are known early. The admin
+/// port answers from the moment of binding (`/healthz` 200, `/readyz` 503), so probes see a
+/// live, not-ready service while it migrates or seeds.
 pub struct ServiceHost {
     name: &'static str,
     config: ServerConfig,
     grpc: TcpListener,
-    admin: TcpListener,
+    admin_addr: SocketAddr,
+    admin: AdminPort,
     readiness: Readiness,
+}
+
+/// The running admin port; stopped when dropped (a host that never serves leaves nothing behind).
+struct AdminPort(tokio::task::JoinHandle<()>);
+
+impl Drop for AdminPort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl ServiceHost {
@@ -138,12 +150,16 @@ impl ServiceHost {
                 addr: config.admin_addr,
                 source,
             })?;
+        let admin_addr = admin.local_addr().unwrap_or(config.admin_addr);
+        let readiness = Readiness::default();
+        let admin = AdminPort(tokio::spawn(serve_admin(admin, readiness.clone())));
         Ok(Self {
             name,
             config: config.clone(),
             grpc,
+            admin_addr,
             admin,
-            readiness: Readiness::default(),
+            readiness,
         })
     }
 
@@ -152,7 +168,7 @@ impl ServiceHost {
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().unwrap_or(self.config.admin_addr)
+        self.admin_addr
     }
 
     /// Serves `routes` (plus health and reflection) until `shutdown` fires, then drains.
@@ -167,15 +183,14 @@ impl ServiceHost {
             name,
             config,
             grpc,
+            admin_addr,
             admin,
             readiness,
         } = self;
         let grpc_addr = grpc.local_addr().ok();
-        let admin_addr = admin.local_addr().ok();
-
-        // The admin port lives until the gRPC server has drained, so probes see `/readyz` turn 503
-        // during the lameduck period instead of a refused connection.
-        let admin_task = tokio::spawn(serve_admin(admin, readiness.clone()));
+        // The admin port (running since `bind`) lives until the gRPC server has drained, so
+        // probes see `/readyz` turn 503 during the lameduck period instead of a refused
+        // connection.
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -228,7 +243,7 @@ impl ServiceHost {
 
         readiness.set(true);
         set_readiness(&health, &readiness_names, ServingStatus::Serving).await;
-        tracing::info!(service = name, grpc = ?grpc_addr, admin = ?admin_addr, "serving");
+        tracing::info!(service = name, grpc = ?grpc_addr, admin = %admin_addr, "serving");
 
         let grace = lameduck + Duration::from_millis(config.grace_ms);
         let result = tokio::select! {
@@ -238,8 +253,7 @@ impl ServiceHost {
                 Ok(())
             }
         };
-        admin_task.abort();
-        let _ = admin_task.await;
+        drop(admin);
         tracing::info!(service = name, "stopped");
         result
     }

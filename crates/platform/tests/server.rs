@@ -49,6 +49,8 @@ async fn readiness_turns_off_first_then_the_server_drains_and_stops() {
     let host = ServiceHost::bind("test", &config).await.unwrap();
     let grpc = host.grpc_addr();
     let admin = host.admin_addr();
+    // Bound, not serving yet (a service migrating or seeding): live but not ready.
+    assert_eq!(readyz(admin).await, 503);
     let shutdown = Shutdown::new();
     let serving =
         tokio::spawn(host.serve(tonic::service::Routes::default(), &[], shutdown.clone()));

@@ -57,7 +57,12 @@ impl BoundCatalog {
         )
         .await?;
         let store = CatalogStore::new(database);
-        seed_if_empty(&store, self.config.demo_items).await?;
+        // A stop during a long seed (40 000 items) is honoured at once: the seed is one
+        // transaction, so dropping it leaves an empty catalog to seed on the next start.
+        tokio::select! {
+            seeded = seed_if_empty(&store, self.config.demo_items) => seeded?,
+            () = shutdown.wait() => return Ok(()),
+        }
         let routes =
             tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(store)));
         self.host

@@ -1,23 +1,188 @@
-//! The user service. It owns users, credentials, OAuth identities and refresh-token families (SPEC section 1).
+//! The user service: accounts, login, refresh-token families and the token signing key
+//! (SPEC section 3). It owns users and refresh tokens in its own database.
 //!
-//! Today it starts, migrates its own database and serves gRPC health, reflection and metrics;
-//! its contract and RPCs arrive with the identity issue.
+//! Rules live in [`domain`] (no I/O), SQL in [`store`], the use cases in [`accounts`], wire
+//! mapping in [`grpc`]. It serves `UserService` and `AuthService` (sign-up, profile,
+//! withdrawal, login, refresh, logout, JWKS). OAuth2 login (`OAuthService` in the contract) is
+//! not built yet, so it is not served.
+//!
+//! What the fleet calls: [`bind`] (or [`BoundUser::bind_with`] to share one in-process
+//! [`KeyValueStore`] and [`SigningKey`] with the gateway), then `grpc_addr()`, `admin_addr()`,
+//! `serve(shutdown)`. The gateway checks [`TOKEN_BLACKLIST_PREFIX`]`<jti>` in the same store and
+//! verifies tokens with [`SigningKey::verification_key`] of the same key.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod password;
 pub mod store;
 
-use pillivery_platform::server::{MigratedService, StartError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pillivery_platform::auth::{AuthError, TokenIssuer, TokenVerifier};
+use pillivery_platform::kv::KvError;
+use pillivery_platform::server::{ServeError, ServiceHost, service_name};
 use pillivery_platform::shutdown::Shutdown;
+use pillivery_proto::user::auth_service_server::AuthServiceServer;
+use pillivery_proto::user::user_service_server::UserServiceServer;
 
+pub use crate::accounts::{
+    Accounts, EnsureAdminError, TOKEN_BLACKLIST_PREFIX, blacklist_key, ensure_admin,
+    on_user_withdrawn,
+};
 pub use crate::config::UserConfig;
+pub use pillivery_platform::auth::SigningKey;
+pub use pillivery_platform::kv::KeyValueStore;
 
-/// The service with its ports bound, not yet serving.
-pub type BoundUser = MigratedService<store::migration::Migrator>;
+use crate::password::{HashError, PasswordHasher};
+use crate::store::UserStore;
+
+/// How long one key-value operation may take before it counts as failed.
+const KV_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("key-value store: {0}")]
+    KeyValue(#[from] KvError),
+    #[error("signing key: {0}")]
+    SigningKey(#[from] AuthError),
+    #[error("password hashing: {0}")]
+    Hashing(#[from] HashError),
+    #[error("admin account: {0}")]
+    Admin(#[from] EnsureAdminError),
+}
+
+/// The user service with its ports bound, not yet serving.
+pub struct BoundUser {
+    config: UserConfig,
+    host: ServiceHost,
+    kv: KeyValueStore,
+    signing_key: SigningKey,
+}
+
+impl BoundUser {
+    /// Binds the ports and prepares the key-value store (Redis when `redis_url` is set, else
+    /// in-process) and the signing key (`jwt_private_key`, else `jwt_key_file` loaded or
+    /// generated, else a fresh key that lives as long as the process).
+    pub async fn bind(config: UserConfig) -> Result<BoundUser, StartError> {
+        let kv = match &config.redis_url {
+            Some(url) => {
+                KeyValueStore::connect_redis(url, &config.redis_key_prefix, KV_OPERATION_TIMEOUT)
+                    .await?
+            }
+            None => KeyValueStore::in_memory(),
+        };
+        let signing_key = signing_key(&config)?;
+        BoundUser::bind_with(config, kv, signing_key).await
+    }
+
+    /// Binds with a key-value store and signing key built by the caller: the embedded fleet
+    /// shares one in-process store and one key with the gateway this way. `redis_url`,
+    /// `jwt_private_key` and `jwt_key_file` of `config` are ignored.
+    pub async fn bind_with(
+        config: UserConfig,
+        kv: KeyValueStore,
+        signing_key: SigningKey,
+    ) -> Result<BoundUser, StartError> {
+        let host = ServiceHost::bind("user", &config.server).await?;
+        Ok(BoundUser {
+            config,
+            host,
+            kv,
+            signing_key,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.host.grpc_addr()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.host.admin_addr()
+    }
+
+    /// The key tokens are signed with (its public half verifies them).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
+    }
+
+    /// The key-value store holding the blacklist and login counters.
+    pub fn key_value_store(&self) -> &KeyValueStore {
+        &self.kv
+    }
+
+    /// Migrates, makes sure of the admin account when `admin_password` is set, then serves
+    /// until `shutdown`.
+    pub async fn serve(self, shutdown: Shutdown) -> Result<(), StartError> {
+        let BoundUser {
+            config,
+            host,
+            kv,
+            signing_key,
+        } = self;
+        let database = pillivery_platform::db::connect_and_migrate::<store::migration::Migrator>(
+            &config.database,
+        )
+        .await?;
+        let store = UserStore::new(database);
+        let hasher = PasswordHasher::new(config.password_hash_cost).await?;
+        if let Some(password) = &config.admin_password {
+            ensure_admin(&store, &hasher, &config.admin_email, password).await?;
+        }
+        let verifier =
+            TokenVerifier::new(vec![signing_key.verification_key()], config.tokens.clone());
+        let issuer = TokenIssuer::new(signing_key, config.tokens.clone());
+        let accounts = Arc::new(Accounts::new(
+            store,
+            hasher,
+            issuer,
+            verifier,
+            kv,
+            config.refresh_ttl_seconds,
+            config.login_attempts_per_minute,
+        ));
+        let routes = tonic::service::Routes::new(UserServiceServer::new(grpc::UserGrpc::new(
+            Arc::clone(&accounts),
+        )))
+        .add_service(AuthServiceServer::new(grpc::AuthGrpc::new(accounts)));
+        host.serve(
+            routes,
+            &[
+                service_name::<UserServiceServer<grpc::UserGrpc>>(),
+                service_name::<AuthServiceServer<grpc::AuthGrpc>>(),
+            ],
+            shutdown,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn signing_key(config: &UserConfig) -> Result<SigningKey, AuthError> {
+    if let Some(pem) = &config.jwt_private_key {
+        return SigningKey::from_pkcs8_pem(pem, None);
+    }
+    if let Some(path) = &config.jwt_key_file {
+        return SigningKey::load_or_generate(std::path::Path::new(path));
+    }
+    tracing::warn!(
+        "no jwt_private_key nor jwt_key_file: signing with a fresh key; tokens die with this process"
+    );
+    Ok(SigningKey::generate())
+}
 
 /// Binds the service's ports (the database is migrated when it starts serving).
 pub async fn bind(config: UserConfig) -> Result<BoundUser, StartError> {
-    MigratedService::bind("user", &config.server, config.database).await
+    BoundUser::bind(config).await
 }
 
 /// Binds and serves until `shutdown`.

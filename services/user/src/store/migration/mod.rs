@@ -1,12 +1,17 @@
-//! The user service's schema, forward-only. It owns users, credentials, OAuth identities and refresh-token families; their tables arrive with the
-//! identity issue, as the first migrations of this list.
+//! The user service's schema, forward-only: a released migration is never edited, a change is a
+//! new migration appended to the list. The same migrations run on SQLite, PostgreSQL and
+//! MySQL/MariaDB; where the backends differ the migration asks the connection which one it has.
 
-use sea_orm_migration::{MigrationTrait, MigratorTrait};
+use sea_orm_migration::prelude::*;
 
+mod m20251201_000001_create_users;
+
+/// Every migration of the user service, oldest first.
 pub struct Migrator;
 
+#[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        Vec::new()
+        vec![Box::new(m20251201_000001_create_users::Migration)]
     }
 }

@@ -1,0 +1,12 @@
+//! The user service's rules as plain values and functions: what a valid account looks like
+//! ([`account`]) and how refresh tokens live, rotate and die ([`refresh`]). No I/O here: the
+//! store persists what these functions decide, `grpc.rs` maps them to the wire.
+
+pub mod account;
+pub mod refresh;
+
+pub use account::{
+    NewAccount, ProfileChanges, SignUpInput, UpdateInput, normalize_email, validate_sign_up,
+    validate_update,
+};
+pub use refresh::{RefreshStatus, RefreshToken, RefreshVerdict, judge_refresh};
