@@ -166,6 +166,37 @@ async fn sign_up_log_in_rotate_log_out() {
     assert_eq!(status, 401);
     assert_eq!(body["code"], json!("TOKEN_REVOKED"));
 
+    // Withdrawal: every token of the account stops at the gateway at once, not only the one
+    // used to withdraw.
+    let (_, _, second) = send(client.post(format!("{base}/api/users")).json(&new_user(4))).await;
+    let login_as_four = || {
+        client.post(format!("{base}/api/auth/login")).json(&json!({
+            "email": "buyer4@example.com", "password": "secret-pass1"
+        }))
+    };
+    let (_, _, first_session) = send(login_as_four()).await;
+    let (_, _, second_session) = send(login_as_four()).await;
+    let (status, _, _) = send(
+        client
+            .delete(format!("{base}/api/users/me"))
+            .bearer_auth(first_session["accessToken"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 204, "{second}");
+    // The public catalog route does not check tokens; an admin-only route is checked at the
+    // gateway itself, so the refusal there proves the gateway knows.
+    let (status, _, body) = send(
+        client
+            .get(format!("{base}/api/admin/users/1"))
+            .bearer_auth(second_session["accessToken"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], json!("TOKEN_REVOKED"));
+    let (status, _, body) = send(login_as_four()).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], json!("BAD_CREDENTIALS"));
+
     // The administrator reads any profile; the keys are public.
     let (status, _, admin) = send(client.post(format!("{base}/api/auth/login")).json(&json!({
         "email": pillivery::DEFAULT_ADMIN_EMAIL, "password": "Admin-test-1"

@@ -711,10 +711,19 @@ fn bearer_from_value(value: &str) -> Option<&str> {
     is_b64token.then_some(token)
 }
 
-/// Where a logged-out or withdrawn access token's id is kept until the token expires; the
-/// gateway refuses any token whose `jti` is there.
+/// The key-value prefix of blacklisted access tokens.
+pub const TOKEN_BLACKLIST_PREFIX: &str = "token-blacklist:";
+
+/// Where a logged-out access token's id is kept until the token expires; the gateway and the
+/// services refuse any token whose `jti` is there.
 pub fn blacklist_key(token_id: &str) -> String {
-    format!("token-blacklist:{token_id}")
+    format!("{TOKEN_BLACKLIST_PREFIX}{token_id}")
+}
+
+/// Set for one access-token lifetime when an account is withdrawn: every token of that user
+/// issued before is refused at once, not only the one used to withdraw.
+pub fn withdrawn_key(user_id: i64) -> String {
+    format!("user-withdrawn:{user_id}")
 }
 
 /// Why a request is not authenticated, as the client-facing error (401 in the SPEC shape).

@@ -522,20 +522,22 @@ async fn authenticate(
         .verifier
         .verify(token, chrono::Utc::now())
         .map_err(|error| refuse(error.reason()))?;
-    // Logged out or withdrawn: refused at once, not only when the token expires. If the store
+    // Logged out (the token's jti) or withdrawn (every token of the user): refused at once, not
+    // only when the token expires. If the store
     // cannot answer, refuse rather than let a possibly revoked token through.
-    match gateway
-        .key_value
-        .get(&auth::blacklist_key(&caller.token_id))
-        .await
-    {
-        Ok(None) => {}
-        Ok(Some(_)) => return Err(refuse("TOKEN_REVOKED")),
-        Err(error) => {
-            return Err(HttpError::from_api_error(
-                ApiError::unavailable(&error),
-                locale,
-            ));
+    for key in [
+        auth::blacklist_key(&caller.token_id),
+        auth::withdrawn_key(caller.user_id),
+    ] {
+        match gateway.key_value.get(&key).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return Err(refuse("TOKEN_REVOKED")),
+            Err(error) => {
+                return Err(HttpError::from_api_error(
+                    ApiError::unavailable(&error),
+                    locale,
+                ));
+            }
         }
     }
     if policy == AuthPolicy::Admin && caller.role != Role::Admin {

@@ -5,9 +5,8 @@
 //! **Who is calling.** Only a verified access token says so ([`Accounts::authenticate`]): its
 //! signature, `exp`, `iss` and `aud` (platform's verifier), then that its `jti` is not
 //! blacklisted and that the account is still active. A withdrawn account's tokens therefore stop
-//! working here at once, and at the gateway through the blacklist entry of the token used to
-//! withdraw (other still-valid tokens of that account are refused here and expire within one
-//! access-token lifetime).
+//! working here at once, and at the gateway too: withdrawal sets [`withdrawn_key`] for one
+//! access-token lifetime, and the gateway refuses every token of that user while it exists.
 //!
 //! **Logout.** With a refresh token in the body, its family is revoked (only if it is the
 //! caller's: someone else's token changes nothing). Without one, *every* active family of the
@@ -28,14 +27,8 @@ use crate::error::UserError;
 use crate::password::PasswordHasher;
 use crate::store::{NewUser, ProfileUpdate, RotateOutcome, UserRecord, UserStore};
 
-/// The key-value prefix of blacklisted access tokens: `token-blacklist:<jti>` holds a value
-/// until the token would have expired. The gateway checks the same key.
-pub const TOKEN_BLACKLIST_PREFIX: &str = "token-blacklist:";
-
-/// The blacklist key of an access token id.
-pub fn blacklist_key(token_id: &str) -> String {
-    format!("{TOKEN_BLACKLIST_PREFIX}{token_id}")
-}
+/// The key-value names shared with the gateway (`token-blacklist:<jti>`, `user-withdrawn:<id>`).
+pub use pillivery_platform::auth::{TOKEN_BLACKLIST_PREFIX, blacklist_key, withdrawn_key};
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
@@ -347,6 +340,13 @@ impl Accounts {
         if self.store.withdraw(user.user_id, Utc::now()).await? {
             on_user_withdrawn(user.user_id);
         }
+        // Every token of the account issued so far lives at most one access-token lifetime;
+        // the gateway refuses them all while this key exists.
+        let config = self.verifier.config();
+        let lifetime = Duration::from_secs(config.access_ttl_seconds + config.leeway_seconds + 1);
+        self.kv
+            .set(&withdrawn_key(user.user_id), b"1", Some(lifetime))
+            .await?;
         self.blacklist(caller).await
     }
 
