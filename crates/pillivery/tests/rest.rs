@@ -290,7 +290,11 @@ async fn the_openapi_document_describes_what_is_served() {
     assert!(paths.contains_key("/api/users/me"));
     assert!(paths.contains_key("/api/admin/users/{userId}"));
     // Contracts whose services are not built are not served, so not documented either.
-    assert!(!paths.keys().any(|path| path.starts_with("/api/admin/items")));
+    assert!(
+        !paths
+            .keys()
+            .any(|path| path.starts_with("/api/admin/items"))
+    );
     assert!(!paths.keys().any(|path| path.contains("oauth2")));
     let sort = document["paths"]["/api/items"]["get"]["parameters"]
         .as_array()

@@ -40,6 +40,8 @@ pub struct GatewayConfig {
     /// Redis for the token blacklist shared with the user service. Unset: an in-process store,
     /// which only the embedded fleet (one process for every service) can share.
     pub redis_url: Option<String>,
+    /// Key prefix in Redis; must equal the user service's `redis_key_prefix`.
+    pub redis_key_prefix: String,
 }
 
 /// One downstream and the proto services the gateway exposes from it.
@@ -91,6 +93,7 @@ impl Default for GatewayConfig {
             tokens: TokenConfig::default(),
             jwks: String::new(),
             redis_url: None,
+            redis_key_prefix: "pillivery".into(),
             upstreams: BTreeMap::from([(
                 "catalog".to_owned(),
                 GatewayUpstream::new(

@@ -113,11 +113,13 @@ impl BoundGateway {
         } = self;
         let key_value = match (key_value, &config.redis_url) {
             (Some(store), _) => store,
-            (None, Some(url)) => {
-                KeyValueStore::connect_redis(url, "pillivery", Duration::from_millis(200))
-                    .await
-                    .map_err(|error| GatewayError::KeyValue(error.to_string()))?
-            }
+            (None, Some(url)) => KeyValueStore::connect_redis(
+                url,
+                &config.redis_key_prefix,
+                Duration::from_millis(200),
+            )
+            .await
+            .map_err(|error| GatewayError::KeyValue(error.to_string()))?,
             (None, None) => KeyValueStore::in_memory(),
         };
         let verifier = TokenVerifier::new(
