@@ -570,10 +570,16 @@ mod tests {
 
     #[test]
     fn response_headers_and_redirects_come_from_the_options() {
-        let services = HashMap::from([(
-            "pillivery.user.v1.AuthService".to_owned(),
-            "user".to_owned(),
-        )]);
+        let services = HashMap::from([
+            (
+                "pillivery.user.v1.AuthService".to_owned(),
+                "user".to_owned(),
+            ),
+            (
+                "pillivery.user.v1.OAuthService".to_owned(),
+                "user".to_owned(),
+            ),
+        ]);
         let routes = build_routes(pillivery_proto::descriptor_pool(), &services).unwrap();
         let login = routes
             .iter()
