@@ -188,6 +188,8 @@ pub struct FleetOptions {
     pub jwt_private_key: Option<String>,
     /// The administrator account ensured at start.
     pub admin: AdminAccount,
+    /// OAuth2 providers (none by default: each needs a client registered at the provider).
+    pub oauth: user::config::OAuthConfig,
     /// Demo items loaded when the catalog is empty.
     pub demo_items: u32,
     /// How long services may take to become ready.
@@ -208,6 +210,7 @@ impl FleetOptions {
                 email: DEFAULT_ADMIN_EMAIL.to_owned(),
                 password: "Admin-test-1".to_owned(),
             },
+            oauth: user::config::OAuthConfig::default(),
             demo_items: 200,
             start_timeout: Duration::from_secs(60),
         }
@@ -263,6 +266,7 @@ impl Fleet {
                 database: options.storage.database_for("user").await?,
                 admin_email: options.admin.email.clone(),
                 admin_password: Some(options.admin.password.clone()),
+                oauth: options.oauth.clone(),
                 ..Default::default()
             },
             key_value.clone(),
@@ -309,6 +313,7 @@ impl Fleet {
                 &[
                     "pillivery.user.v1.UserService",
                     "pillivery.user.v1.AuthService",
+                    "pillivery.user.v1.OAuthService",
                 ],
             ),
         );

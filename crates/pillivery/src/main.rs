@@ -109,6 +109,7 @@ async fn main() -> ExitCode {
             .ok()
             .filter(|pem| !pem.trim().is_empty()),
         admin: admin.clone(),
+        oauth: Default::default(),
         demo_items: cli.seed_items,
         start_timeout: Duration::from_secs(120),
     };

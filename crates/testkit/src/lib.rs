@@ -7,7 +7,10 @@
 //! - [`redis_url`]: the Redis server named by `PILLIVERY_TEST_REDIS_URL`, if any.
 //! - [`eventually`]: poll with a deadline instead of sleeping.
 //! - [`http_client`]: a plain HTTP client for black-box tests through the gateway.
+//! - [`oauth::FakeOAuthProvider`]: an OAuth2 provider's token and user-info endpoints.
 #![forbid(unsafe_code)]
+
+pub mod oauth;
 
 use std::future::Future;
 use std::time::Duration;
@@ -180,10 +183,13 @@ where
     }
 }
 
-/// An HTTP client for black-box tests: no proxy, short timeouts, no automatic decompression.
+/// An HTTP client for black-box tests: no proxy, no redirects followed, no automatic
+/// decompression.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        // Redirects are part of what is tested (the OAuth authorize step answers 302).
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
         .expect("an HTTP client")

@@ -55,7 +55,7 @@ pub struct Accounts {
     hasher: PasswordHasher,
     issuer: TokenIssuer,
     verifier: TokenVerifier,
-    kv: KeyValueStore,
+    pub(crate) kv: KeyValueStore,
     refresh_ttl: chrono::Duration,
     login_attempts_per_minute: u32,
 }
@@ -162,7 +162,8 @@ impl Accounts {
         }
     }
 
-    async fn start_session(&self, user: &UserRecord) -> Result<TokenPair, UserError> {
+    /// A new refresh family and access token for `user` (login, OAuth login).
+    pub(crate) async fn start_session(&self, user: &UserRecord) -> Result<TokenPair, UserError> {
         let now = Utc::now();
         let family_id = uuid::Uuid::new_v4().to_string();
         let refresh = RefreshToken::generate();
@@ -371,9 +372,10 @@ pub fn on_user_withdrawn(user_id: i64) {
     tracing::info!(user_id, "user withdrawn");
 }
 
-fn taken_or_storage(error: crate::store::StoreError) -> UserError {
+pub(crate) fn taken_or_storage(error: crate::store::StoreError) -> UserError {
     match error {
         crate::store::StoreError::Taken(field) => UserError::Taken(field),
+        crate::store::StoreError::IdentityLinked => UserError::OAuthIdentityLinked,
         other => UserError::Storage(other),
     }
 }

@@ -31,6 +31,33 @@ pub enum UserError {
     Forbidden,
     #[error("user {0} does not exist")]
     UserNotFound(i64),
+    #[error("no OAuth provider `{0}` is configured")]
+    OAuthProviderNotFound(String),
+    /// The provider sent the user back with `error` (the user refused, or it failed).
+    #[error("the OAuth provider refused: {0}")]
+    OAuthDenied(String),
+    /// Unknown, expired or spent `state`, or the state of another provider's login.
+    #[error("invalid OAuth state")]
+    OAuthStateInvalid,
+    /// The provider failed, timed out, answered nonsense, or its breaker is open.
+    #[error("the OAuth provider is unavailable: {0}")]
+    OAuthProviderUnavailable(String),
+    /// The provider refused the code (or the token it had just issued).
+    #[error("the OAuth provider rejected the code")]
+    OAuthCodeRejected,
+    #[error("the OAuth provider gave no usable e-mail address")]
+    OAuthEmailMissing,
+    #[error("the OAuth provider has not verified the e-mail address")]
+    OAuthEmailUnverified,
+    /// A first OAuth login with the e-mail of an existing account: never merged silently.
+    /// `social`: that account was itself created through OAuth (so it has no password).
+    #[error("the e-mail belongs to an existing account")]
+    EmailRegistered { social: bool },
+    #[error("unknown, expired or used signup token")]
+    SignupTokenInvalid,
+    /// A race: the identity was linked to another account while this sign-up was completed.
+    #[error("the OAuth identity is already linked to an account")]
+    OAuthIdentityLinked,
     #[error(transparent)]
     Storage(#[from] StoreError),
     #[error(transparent)]
@@ -60,6 +87,16 @@ impl UserError {
             UserError::Unauthenticated(reason) => reason,
             UserError::Forbidden => "FORBIDDEN",
             UserError::UserNotFound(_) => "USER_NOT_FOUND",
+            UserError::OAuthProviderNotFound(_) => "OAUTH_PROVIDER_NOT_FOUND",
+            UserError::OAuthDenied(_) => "OAUTH_DENIED",
+            UserError::OAuthStateInvalid => "OAUTH_STATE_INVALID",
+            UserError::OAuthProviderUnavailable(_) => "OAUTH_PROVIDER_UNAVAILABLE",
+            UserError::OAuthCodeRejected => "OAUTH_CODE_REJECTED",
+            UserError::OAuthEmailMissing => "OAUTH_EMAIL_REQUIRED",
+            UserError::OAuthEmailUnverified => "OAUTH_EMAIL_UNVERIFIED",
+            UserError::EmailRegistered { .. } => "EMAIL_REGISTERED",
+            UserError::SignupTokenInvalid => "SIGNUP_TOKEN_INVALID",
+            UserError::OAuthIdentityLinked => "OAUTH_IDENTITY_LINKED",
             UserError::Storage(error) if error.is_unavailable() => "SERVICE_UNAVAILABLE",
             UserError::KeyValue(_) => "SERVICE_UNAVAILABLE",
             UserError::Storage(_) | UserError::Hashing(_) => "INTERNAL",
@@ -152,6 +189,97 @@ impl UserError {
                 "USER_NOT_FOUND",
                 Text::new("존재하지 않는 회원입니다.", "No such user."),
             ),
+            UserError::OAuthProviderNotFound(_) => ApiError::new(
+                Code::NotFound,
+                "OAUTH_PROVIDER_NOT_FOUND",
+                Text::new(
+                    "지원하지 않는 소셜 로그인입니다.",
+                    "This login provider is not available.",
+                ),
+            ),
+            UserError::OAuthDenied(_) => ApiError::new(
+                Code::Unauthenticated,
+                "OAUTH_DENIED",
+                Text::new(
+                    "소셜 로그인이 취소되었거나 실패했습니다.",
+                    "The login at the provider was cancelled or failed.",
+                ),
+            ),
+            UserError::OAuthStateInvalid => ApiError::new(
+                Code::Unauthenticated,
+                "OAUTH_STATE_INVALID",
+                Text::new(
+                    "로그인 요청이 만료되었거나 올바르지 않습니다. 다시 시도해 주세요.",
+                    "The login request has expired or is not valid. Please start again.",
+                ),
+            ),
+            UserError::OAuthProviderUnavailable(cause) => {
+                tracing::warn!(%cause, "OAuth provider unavailable");
+                ApiError::new(
+                    Code::Unavailable,
+                    "OAUTH_PROVIDER_UNAVAILABLE",
+                    Text::new(
+                        "소셜 로그인 서비스에 일시적으로 연결할 수 없습니다. 잠시 후 다시 시도해 주세요.",
+                        "The login provider cannot be reached right now. Please try again shortly.",
+                    ),
+                )
+            }
+            UserError::OAuthCodeRejected => ApiError::new(
+                Code::Unauthenticated,
+                "OAUTH_CODE_REJECTED",
+                Text::new(
+                    "소셜 로그인 인증에 실패했습니다. 다시 시도해 주세요.",
+                    "The provider did not accept the login. Please start again.",
+                ),
+            ),
+            UserError::OAuthEmailMissing => ApiError::new(
+                Code::Unauthenticated,
+                "OAUTH_EMAIL_REQUIRED",
+                Text::new(
+                    "이메일 제공에 동의해야 가입할 수 있습니다.",
+                    "Signing up needs the e-mail address: please allow the provider to share it.",
+                ),
+            ),
+            UserError::OAuthEmailUnverified => ApiError::new(
+                Code::Unauthenticated,
+                "OAUTH_EMAIL_UNVERIFIED",
+                Text::new(
+                    "인증되지 않은 이메일로는 가입할 수 없습니다. 제공자에서 이메일을 인증해 주세요.",
+                    "The provider has not verified this e-mail address. Please verify it there first.",
+                ),
+            ),
+            UserError::EmailRegistered { social: false } => ApiError::new(
+                Code::AlreadyExists,
+                "EMAIL_REGISTERED",
+                Text::new(
+                    "이미 이메일과 비밀번호로 가입된 계정입니다. 이메일과 비밀번호로 로그인해 주세요. (소셜 계정 연결은 아직 지원하지 않습니다.)",
+                    "An account with this e-mail already exists. Please log in with your e-mail and password. (Linking a social login to it is not supported yet.)",
+                ),
+            ),
+            UserError::EmailRegistered { social: true } => ApiError::new(
+                Code::AlreadyExists,
+                "EMAIL_REGISTERED",
+                Text::new(
+                    "이 이메일은 다른 소셜 로그인으로 가입되어 있습니다. 가입할 때 사용한 소셜 로그인으로 로그인해 주세요.",
+                    "This e-mail already has an account through another social login. Please log in with the one you signed up with.",
+                ),
+            ),
+            UserError::SignupTokenInvalid => ApiError::new(
+                Code::Unauthenticated,
+                "SIGNUP_TOKEN_INVALID",
+                Text::new(
+                    "가입 정보가 만료되었습니다. 소셜 로그인을 다시 시도해 주세요.",
+                    "The sign-up has expired or was already completed. Please log in with the provider again.",
+                ),
+            ),
+            UserError::OAuthIdentityLinked => ApiError::new(
+                Code::AlreadyExists,
+                "OAUTH_IDENTITY_LINKED",
+                Text::new(
+                    "이미 가입된 소셜 계정입니다. 다시 로그인해 주세요.",
+                    "This social login already has an account. Please log in again.",
+                ),
+            ),
             UserError::Storage(error) if error.is_unavailable() => ApiError::unavailable(&error),
             UserError::Storage(error) => ApiError::internal(&error),
             UserError::Hashing(error) => ApiError::internal(&error),
@@ -214,6 +342,56 @@ mod tests {
             ),
             (UserError::Forbidden, Code::PermissionDenied, "FORBIDDEN"),
             (UserError::UserNotFound(7), Code::NotFound, "USER_NOT_FOUND"),
+            (
+                UserError::OAuthProviderNotFound("x".into()),
+                Code::NotFound,
+                "OAUTH_PROVIDER_NOT_FOUND",
+            ),
+            (
+                UserError::OAuthDenied("access_denied".into()),
+                Code::Unauthenticated,
+                "OAUTH_DENIED",
+            ),
+            (
+                UserError::OAuthStateInvalid,
+                Code::Unauthenticated,
+                "OAUTH_STATE_INVALID",
+            ),
+            (
+                UserError::OAuthProviderUnavailable("500".into()),
+                Code::Unavailable,
+                "OAUTH_PROVIDER_UNAVAILABLE",
+            ),
+            (
+                UserError::OAuthCodeRejected,
+                Code::Unauthenticated,
+                "OAUTH_CODE_REJECTED",
+            ),
+            (
+                UserError::OAuthEmailMissing,
+                Code::Unauthenticated,
+                "OAUTH_EMAIL_REQUIRED",
+            ),
+            (
+                UserError::OAuthEmailUnverified,
+                Code::Unauthenticated,
+                "OAUTH_EMAIL_UNVERIFIED",
+            ),
+            (
+                UserError::EmailRegistered { social: false },
+                Code::AlreadyExists,
+                "EMAIL_REGISTERED",
+            ),
+            (
+                UserError::SignupTokenInvalid,
+                Code::Unauthenticated,
+                "SIGNUP_TOKEN_INVALID",
+            ),
+            (
+                UserError::OAuthIdentityLinked,
+                Code::AlreadyExists,
+                "OAUTH_IDENTITY_LINKED",
+            ),
         ];
         for (error, code, reason) in table {
             assert_eq!(error.reason(), reason);

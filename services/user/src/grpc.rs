@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::accounts::{Accounts, TokenPair};
 use crate::domain::{SignUpInput, UpdateInput};
 use crate::error::UserError;
+use crate::oauth::{Callback, CompleteInput, OAuthLogin, OAuthOutcome};
 use crate::store::UserRecord;
 
 /// The metadata the gateway puts the client's address in, for the per-IP login limit.
@@ -197,6 +198,97 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
             })
             .collect();
         Ok(Response::new(pb::Jwks { keys }))
+    }
+}
+
+/// `pillivery.user.v1.OAuthService`.
+pub struct OAuthGrpc {
+    login: Arc<OAuthLogin>,
+}
+
+impl OAuthGrpc {
+    pub fn new(login: Arc<OAuthLogin>) -> Self {
+        Self { login }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::o_auth_service_server::OAuthService for OAuthGrpc {
+    async fn start_o_auth(
+        &self,
+        request: Request<pb::StartOAuthRequest>,
+    ) -> Answer<pb::OAuthRedirect> {
+        let locale = Locale::from_metadata(request.metadata());
+        let location = self
+            .login
+            .start(&request.get_ref().provider)
+            .await
+            .map_err(failure(locale))?;
+        Ok(Response::new(pb::OAuthRedirect { location }))
+    }
+
+    async fn finish_o_auth(
+        &self,
+        request: Request<pb::FinishOAuthRequest>,
+    ) -> Answer<pb::OAuthResult> {
+        let locale = Locale::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let outcome = self
+            .login
+            .finish(
+                &request.provider,
+                Callback {
+                    code: request.code,
+                    state: request.state,
+                    error: request.error,
+                    error_description: request.error_description,
+                },
+            )
+            .await
+            .map_err(failure(locale))?;
+        Ok(Response::new(match outcome {
+            OAuthOutcome::LoggedIn(pair) => pb::OAuthResult {
+                access_token: Some(pair.access_token),
+                refresh_token: Some(pair.refresh_token),
+                token_type: Some("Bearer".to_owned()),
+                expires_in: Some(i64::try_from(pair.expires_in).unwrap_or(i64::MAX)),
+                signup_token: None,
+                email: None,
+                needs_profile: false,
+            },
+            OAuthOutcome::SignUpNeeded {
+                signup_token,
+                email,
+            } => pb::OAuthResult {
+                access_token: None,
+                refresh_token: None,
+                token_type: None,
+                expires_in: None,
+                signup_token: Some(signup_token),
+                email: Some(email),
+                needs_profile: true,
+            },
+        }))
+    }
+
+    async fn complete_o_auth_sign_up(
+        &self,
+        request: Request<pb::CompleteOAuthSignUpRequest>,
+    ) -> Answer<pb::TokenPair> {
+        let locale = Locale::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let pair = self
+            .login
+            .complete_sign_up(CompleteInput {
+                signup_token: request.signup_token,
+                display_name: request.display_name,
+                phone: request.phone,
+                city: request.city,
+                detail_address: request.detail_address,
+            })
+            .await
+            .map_err(failure(locale))?;
+        Ok(Response::new(token_pair(pair)))
     }
 }
 

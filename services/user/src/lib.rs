@@ -2,9 +2,10 @@
 //! (SPEC section 3). It owns users and refresh tokens in its own database.
 //!
 //! Rules live in [`domain`] (no I/O), SQL in [`store`], the use cases in [`accounts`], wire
-//! mapping in [`grpc`]. It serves `UserService` and `AuthService` (sign-up, profile,
-//! withdrawal, login, refresh, logout, JWKS). OAuth2 login (`OAuthService` in the contract) is
-//! not built yet, so it is not served.
+//! mapping in [`grpc`]. It serves `UserService`, `AuthService` (sign-up, profile,
+//! withdrawal, login, refresh, logout, JWKS) and `OAuthService` (OAuth2 login with the
+//! providers of `oauth.providers`, see [`oauth`]; with none configured every provider answers
+//! `OAUTH_PROVIDER_NOT_FOUND`).
 //!
 //! What the fleet calls: [`bind`] (or [`BoundUser::bind_with`] to share one in-process
 //! [`KeyValueStore`] and [`SigningKey`] with the gateway), then `grpc_addr()`, `admin_addr()`,
@@ -17,6 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod oauth;
 pub mod password;
 pub mod store;
 
@@ -29,6 +31,7 @@ use pillivery_platform::kv::KvError;
 use pillivery_platform::server::{ServeError, ServiceHost, service_name};
 use pillivery_platform::shutdown::Shutdown;
 use pillivery_proto::user::auth_service_server::AuthServiceServer;
+use pillivery_proto::user::o_auth_service_server::OAuthServiceServer;
 use pillivery_proto::user::user_service_server::UserServiceServer;
 
 pub use crate::accounts::{
@@ -59,6 +62,8 @@ pub enum StartError {
     Hashing(#[from] HashError),
     #[error("admin account: {0}")]
     Admin(#[from] EnsureAdminError),
+    #[error("{0}")]
+    OAuth(String),
 }
 
 /// The user service with its ports bound, not yet serving.
@@ -150,15 +155,21 @@ impl BoundUser {
             config.refresh_ttl_seconds,
             config.login_attempts_per_minute,
         ));
+        let oauth = Arc::new(
+            oauth::OAuthLogin::new(Arc::clone(&accounts), config.oauth.clone())
+                .map_err(StartError::OAuth)?,
+        );
         let routes = tonic::service::Routes::new(UserServiceServer::new(grpc::UserGrpc::new(
             Arc::clone(&accounts),
         )))
-        .add_service(AuthServiceServer::new(grpc::AuthGrpc::new(accounts)));
+        .add_service(AuthServiceServer::new(grpc::AuthGrpc::new(accounts)))
+        .add_service(OAuthServiceServer::new(grpc::OAuthGrpc::new(oauth)));
         host.serve(
             routes,
             &[
                 service_name::<UserServiceServer<grpc::UserGrpc>>(),
                 service_name::<AuthServiceServer<grpc::AuthGrpc>>(),
+                service_name::<OAuthServiceServer<grpc::OAuthGrpc>>(),
             ],
             shutdown,
         )

@@ -13,6 +13,9 @@ pub enum StoreError {
     /// A unique index among active accounts refused the write.
     #[error("{0:?} is taken by another active account")]
     Taken(UniqueField),
+    /// The OAuth2 identity `(provider, subject)` is already linked to an account.
+    #[error("the OAuth identity is already linked to an account")]
+    IdentityLinked,
     /// A stored value no domain type accepts: the table was changed outside this service.
     #[error("user row {id} has an invalid stored {column}: {value}")]
     Corrupt {
@@ -45,6 +48,7 @@ impl StoreError {
             Some(sea_orm::SqlErr::UniqueConstraintViolation(message)) => {
                 match taken_field(&message) {
                     Some(field) => StoreError::Taken(field),
+                    None if names_identity_index(&message) => StoreError::IdentityLinked,
                     None => StoreError::Database(error),
                 }
             }
@@ -53,11 +57,21 @@ impl StoreError {
     }
 }
 
-fn taken_field(message: &str) -> Option<UniqueField> {
-    let tail = ["for key", "unique constraint", "constraint failed:"]
+/// The part of a unique violation's message that names the index (see [`StoreError::from_write`]).
+fn violated_index(message: &str) -> Option<&str> {
+    ["for key", "unique constraint", "constraint failed:"]
         .iter()
         .filter_map(|marker| message.rfind(marker).map(|at| &message[at..]))
-        .min_by_key(|tail| tail.len())?;
+        .min_by_key(|tail| tail.len())
+}
+
+/// PostgreSQL and MySQL name the index, SQLite the table's columns.
+fn names_identity_index(message: &str) -> bool {
+    violated_index(message).is_some_and(|tail| tail.contains("oauth_identities"))
+}
+
+fn taken_field(message: &str) -> Option<UniqueField> {
+    let tail = violated_index(message)?;
     // Longest names first: none is a substring of another, but keep it obviously safe.
     [
         ("active_display_name", UniqueField::DisplayName),
@@ -76,7 +90,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Database(error) => db_error_is_unavailable(error),
-            StoreError::Taken(_) | StoreError::Corrupt { .. } => false,
+            StoreError::Taken(_) | StoreError::IdentityLinked | StoreError::Corrupt { .. } => false,
         }
     }
 }
@@ -234,6 +248,17 @@ mod tests {
         for (message, field) in table {
             assert_eq!(taken_field(message), field, "{message}");
         }
+        for message in [
+            r#"duplicate key value violates unique constraint "ux_oauth_identities_provider_subject""#,
+            "Duplicate entry 'kakao-1' for key 'oauth_identities.ux_oauth_identities_provider_subject'",
+            "UNIQUE constraint failed: oauth_identities.provider, oauth_identities.subject",
+        ] {
+            assert!(names_identity_index(message), "{message}");
+            assert_eq!(taken_field(message), None, "{message}");
+        }
+        assert!(!names_identity_index(
+            "Duplicate entry 'oauth_identities' for key 'users.ux_users_active_email'"
+        ));
     }
 
     #[test]

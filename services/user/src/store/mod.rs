@@ -22,7 +22,7 @@ use sea_orm::{
 };
 
 use crate::domain::refresh::{RefreshStatus, RefreshVerdict, judge_refresh};
-use entity::{refresh_token, user};
+use entity::{oauth_identity, refresh_token, user};
 
 pub use error::{StoreError, UniqueField};
 pub use migration::Migrator;
@@ -155,30 +155,58 @@ impl UserStore {
         new: &NewUser,
         now: DateTime<Utc>,
     ) -> Result<UserRecord, StoreError> {
-        let now = micros(now);
-        let model = user::ActiveModel {
+        insert_user(&self.db, new, now).await
+    }
+
+    /// Creates an account and links the OAuth2 identity `(provider, subject)` to it, in one
+    /// transaction: a taken value → [`StoreError::Taken`], an identity linked meanwhile →
+    /// [`StoreError::IdentityLinked`], and then neither row exists.
+    pub async fn create_linked_user(
+        &self,
+        new: &NewUser,
+        provider: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UserRecord, StoreError> {
+        let transaction = self.db.begin().await?;
+        let created = insert_user(&transaction, new, now).await?;
+        oauth_identity::Entity::insert(oauth_identity::ActiveModel {
             id: NotSet,
-            email: Set(new.email.clone()),
-            display_name: Set(new.display_name.clone()),
-            real_name: Set(new.real_name.clone()),
-            phone: Set(new.phone.clone()),
-            city: Set(new.city.clone()),
-            detail_address: Set(new.detail_address.clone()),
-            password_hash: Set(new.password_hash.clone()),
-            social: Set(new.social),
-            role: Set(new.role.as_str().to_owned()),
-            status: Set(AccountStatus::Active.as_str().to_owned()),
-            active_email: Set(Some(new.email.clone())),
-            active_display_name: Set(Some(new.display_name.clone())),
-            active_phone: Set(Some(new.phone.clone())),
-            created_at: Set(now),
-            updated_at: Set(now),
-            withdrawn_at: Set(None),
-        }
-        .insert(&self.db)
+            provider: Set(provider.to_owned()),
+            subject: Set(subject.to_owned()),
+            user_id: Set(created.user_id),
+            created_at: Set(micros(now)),
+        })
+        .exec(&transaction)
         .await
         .map_err(StoreError::from_write)?;
-        record(model)
+        transaction.commit().await?;
+        Ok(created)
+    }
+
+    /// The account the OAuth2 identity `(provider, subject)` is linked to, if any.
+    pub async fn find_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(oauth_identity::Entity::find()
+            .filter(oauth_identity::Column::Provider.eq(provider))
+            .filter(oauth_identity::Column::Subject.eq(subject))
+            .one(&self.db)
+            .await?
+            .map(|row| row.user_id))
+    }
+
+    /// Removes the link of `(provider, subject)` (a stale link to an account that is no longer
+    /// active); absent links are fine.
+    pub async fn unlink_identity(&self, provider: &str, subject: &str) -> Result<(), StoreError> {
+        oauth_identity::Entity::delete_many()
+            .filter(oauth_identity::Column::Provider.eq(provider))
+            .filter(oauth_identity::Column::Subject.eq(subject))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Any account by id, withdrawn ones included.
@@ -257,7 +285,7 @@ impl UserStore {
     }
 
     /// Withdraws an active account: WITHDRAWN, its unique values freed for others, every
-    /// refresh family revoked — in one transaction. False when it was not active.
+    /// refresh family revoked, its OAuth2 identities unlinked — in one transaction. False when it was not active.
     pub async fn withdraw(&self, user_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let now = micros(now);
         let transaction = self.db.begin().await?;
@@ -289,6 +317,12 @@ impl UserStore {
             return Ok(false);
         }
         revoke_where(&transaction, refresh_token::Column::UserId.eq(user_id)).await?;
+        // Its OAuth2 identities are freed like its e-mail: that provider account may sign up
+        // again as a new account.
+        oauth_identity::Entity::delete_many()
+            .filter(oauth_identity::Column::UserId.eq(user_id))
+            .exec(&transaction)
+            .await?;
         transaction.commit().await?;
         Ok(true)
     }
@@ -419,6 +453,37 @@ impl UserStore {
     pub async fn revoke_all_families(&self, user_id: i64) -> Result<u64, StoreError> {
         revoke_where(&self.db, refresh_token::Column::UserId.eq(user_id)).await
     }
+}
+
+async fn insert_user(
+    connection: &impl ConnectionTrait,
+    new: &NewUser,
+    now: DateTime<Utc>,
+) -> Result<UserRecord, StoreError> {
+    let now = micros(now);
+    let model = user::ActiveModel {
+        id: NotSet,
+        email: Set(new.email.clone()),
+        display_name: Set(new.display_name.clone()),
+        real_name: Set(new.real_name.clone()),
+        phone: Set(new.phone.clone()),
+        city: Set(new.city.clone()),
+        detail_address: Set(new.detail_address.clone()),
+        password_hash: Set(new.password_hash.clone()),
+        social: Set(new.social),
+        role: Set(new.role.as_str().to_owned()),
+        status: Set(AccountStatus::Active.as_str().to_owned()),
+        active_email: Set(Some(new.email.clone())),
+        active_display_name: Set(Some(new.display_name.clone())),
+        active_phone: Set(Some(new.phone.clone())),
+        created_at: Set(now),
+        updated_at: Set(now),
+        withdrawn_at: Set(None),
+    }
+    .insert(connection)
+    .await
+    .map_err(StoreError::from_write)?;
+    record(model)
 }
 
 async fn insert_refresh(

@@ -5,6 +5,9 @@
 use sea_orm_migration::prelude::*;
 
 mod m20251201_000001_create_users;
+mod m20251215_000002_create_oauth_identities;
+
+pub use m20251215_000002_create_oauth_identities::IDENTITY_INDEX;
 
 /// Every migration of the user service, oldest first.
 pub struct Migrator;
@@ -12,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20251201_000001_create_users::Migration)]
+        vec![
+            Box::new(m20251201_000001_create_users::Migration),
+            Box::new(m20251215_000002_create_oauth_identities::Migration),
+        ]
     }
 }
