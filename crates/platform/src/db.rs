@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use sea_orm::error::{ConnAcquireErr, RuntimeErr};
+use sea_orm::sqlx;
+use sea_orm::sqlx::error::DatabaseError;
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 use sea_orm_migration::MigratorTrait;
 use serde::{Deserialize, Serialize};
@@ -151,6 +154,92 @@ pub async fn create_mysql_database(url: &str, database: &str) -> Result<String, 
     Ok(with_database_name(url, database))
 }
 
+/// True when the database could not be reached or did not answer in time: the pool had no
+/// connection, the connection broke, or the server gave up on a timeout, overload or shutdown.
+/// Such failures are worth a retry later (a service answers 503); anything else is a bug or
+/// bad data (500).
+pub fn is_unavailable(error: &DbErr) -> bool {
+    match error {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed) => {
+            true
+        }
+        DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)) => {
+            sqlx_error_is_unavailable(error)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_error_is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            if let Some(mysql) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return mysql_error_is_unavailable(mysql.number())
+                    || mysql.code().is_some_and(|state| state.starts_with("08"));
+            }
+            if let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                return postgres_state_is_unavailable(postgres.code());
+            }
+            if let Some(sqlite) = database.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                return sqlite
+                    .code()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(sqlite_code_is_unavailable);
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// SQLSTATE classes and codes of PostgreSQL that mean "not now" rather than "wrong".
+fn postgres_state_is_unavailable(state: &str) -> bool {
+    // 08: connection exception; 53: insufficient resources (too many connections, disk full).
+    state.starts_with("08")
+        || state.starts_with("53")
+        || matches!(
+            state,
+            "57014" // query_canceled: statement_timeout
+                | "57P01" // admin_shutdown
+                | "57P02" // crash_shutdown
+                | "57P03" // cannot_connect_now
+                | "55P03" // lock_not_available: lock_timeout
+        )
+}
+
+/// MySQL/MariaDB error numbers that mean "not now".
+fn mysql_error_is_unavailable(number: u16) -> bool {
+    matches!(
+        number,
+        1040 // too many connections
+            | 1053 // server shutdown in progress
+            | 1205 // lock wait timeout
+            | 1927 // MariaDB: connection was killed
+            | 1969 // MariaDB: max_statement_time exceeded
+            | 2006 // server has gone away
+            | 2013 // lost connection during query
+            | 3024 // MySQL: max_execution_time exceeded
+    )
+}
+
+/// SQLite primary result codes (the low byte of the extended code) that mean "not now".
+fn sqlite_code_is_unavailable(extended: i32) -> bool {
+    matches!(
+        extended & 0xff,
+        5 // SQLITE_BUSY: another writer held the lock past busy_timeout
+            | 6 // SQLITE_LOCKED
+            | 10 // SQLITE_IOERR
+            | 14 // SQLITE_CANTOPEN
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +267,46 @@ mod tests {
         let mut config = DatabaseConfig::new("postgres://x/db");
         config.schema = Some("bad-name".into());
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn pool_and_connection_failures_are_unavailable() {
+        use std::sync::Arc;
+        let unavailable = [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+            DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::PoolTimedOut))),
+            DbErr::Exec(RuntimeErr::SqlxError(Arc::new(sqlx::Error::Io(
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+            )))),
+        ];
+        for error in unavailable {
+            assert!(is_unavailable(&error), "{error}");
+        }
+        let others = [
+            DbErr::RecordNotFound("items".into()),
+            DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::RowNotFound))),
+            DbErr::Type("bad".into()),
+        ];
+        for error in others {
+            assert!(!is_unavailable(&error), "{error}");
+        }
+    }
+
+    #[test]
+    fn server_codes() {
+        assert!(postgres_state_is_unavailable("08006"));
+        assert!(postgres_state_is_unavailable("53300"));
+        assert!(postgres_state_is_unavailable("57014"));
+        assert!(!postgres_state_is_unavailable("23505"));
+        assert!(!postgres_state_is_unavailable("42P01"));
+        assert!(mysql_error_is_unavailable(2006));
+        assert!(mysql_error_is_unavailable(1205));
+        assert!(!mysql_error_is_unavailable(1062));
+        assert!(sqlite_code_is_unavailable(5));
+        assert!(sqlite_code_is_unavailable(517)); // SQLITE_BUSY_SNAPSHOT
+        assert!(!sqlite_code_is_unavailable(19)); // SQLITE_CONSTRAINT
+        assert!(!sqlite_code_is_unavailable(2067)); // SQLITE_CONSTRAINT_UNIQUE
     }
 }

@@ -2,9 +2,7 @@
 //! changed outside this service, or the database failing — and which of those failures are
 //! the database being unreachable (503, retryable) rather than a bug (500).
 
-use sea_orm::error::{ConnAcquireErr, DbErr, RuntimeErr};
-use sea_orm::sqlx;
-use sea_orm::sqlx::error::DatabaseError;
+use sea_orm::error::DbErr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -89,96 +87,16 @@ impl StoreError {
     /// are worth a retry later (503); anything else is a bug or bad data (500).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Database(error) => db_error_is_unavailable(error),
+            StoreError::Database(error) => pillivery_platform::db::is_unavailable(error),
             StoreError::Taken(_) | StoreError::IdentityLinked | StoreError::Corrupt { .. } => false,
         }
     }
 }
 
-fn db_error_is_unavailable(error: &DbErr) -> bool {
-    match error {
-        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed) => {
-            true
-        }
-        DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)) => {
-            sqlx_error_is_unavailable(error)
-        }
-        _ => false,
-    }
-}
-
-fn sqlx_error_is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database) => {
-            if let Some(mysql) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                return mysql_error_is_unavailable(mysql.number())
-                    || mysql.code().is_some_and(|state| state.starts_with("08"));
-            }
-            if let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-                return postgres_state_is_unavailable(postgres.code());
-            }
-            if let Some(sqlite) = database.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
-                return sqlite
-                    .code()
-                    .and_then(|code| code.parse::<i32>().ok())
-                    .is_some_and(sqlite_code_is_unavailable);
-            }
-            false
-        }
-        _ => false,
-    }
-}
-
-/// SQLSTATE classes and codes of PostgreSQL that mean "not now" rather than "wrong".
-fn postgres_state_is_unavailable(state: &str) -> bool {
-    // 08: connection exception; 53: insufficient resources (too many connections, disk full).
-    state.starts_with("08")
-        || state.starts_with("53")
-        || matches!(
-            state,
-            "57014" // query_canceled: statement_timeout
-                | "57P01" // admin_shutdown
-                | "57P02" // crash_shutdown
-                | "57P03" // cannot_connect_now
-                | "55P03" // lock_not_available: lock_timeout
-        )
-}
-
-/// MySQL/MariaDB error numbers that mean "not now".
-fn mysql_error_is_unavailable(number: u16) -> bool {
-    matches!(
-        number,
-        1040 // too many connections
-            | 1053 // server shutdown in progress
-            | 1205 // lock wait timeout
-            | 1927 // MariaDB: connection was killed
-            | 1969 // MariaDB: max_statement_time exceeded
-            | 2006 // server has gone away
-            | 2013 // lost connection during query
-            | 3024 // MySQL: max_execution_time exceeded
-    )
-}
-
-/// SQLite primary result codes (the low byte of the extended code) that mean "not now".
-fn sqlite_code_is_unavailable(extended: i32) -> bool {
-    matches!(
-        extended & 0xff,
-        5 // SQLITE_BUSY: another writer held the lock past busy_timeout
-            | 6 // SQLITE_LOCKED
-            | 10 // SQLITE_IOERR
-            | 14 // SQLITE_CANTOPEN
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use sea_orm::error::{ConnAcquireErr, RuntimeErr};
+    use sea_orm::sqlx;
     use std::sync::Arc;
 
     use super::*;
@@ -259,21 +177,5 @@ mod tests {
         assert!(!names_identity_index(
             "Duplicate entry 'oauth_identities' for key 'users.ux_users_active_email'"
         ));
-    }
-
-    #[test]
-    fn server_codes() {
-        assert!(postgres_state_is_unavailable("08006"));
-        assert!(postgres_state_is_unavailable("53300"));
-        assert!(postgres_state_is_unavailable("57014"));
-        assert!(!postgres_state_is_unavailable("23505"));
-        assert!(!postgres_state_is_unavailable("42P01"));
-        assert!(mysql_error_is_unavailable(2006));
-        assert!(mysql_error_is_unavailable(1205));
-        assert!(!mysql_error_is_unavailable(1062));
-        assert!(sqlite_code_is_unavailable(5));
-        assert!(sqlite_code_is_unavailable(517)); // SQLITE_BUSY_SNAPSHOT
-        assert!(!sqlite_code_is_unavailable(19)); // SQLITE_CONSTRAINT
-        assert!(!sqlite_code_is_unavailable(2067)); // SQLITE_CONSTRAINT_UNIQUE
     }
 }
