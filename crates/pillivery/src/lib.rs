@@ -277,6 +277,7 @@ impl Fleet {
             server: loopback_server(),
             database: options.storage.database_for("catalog").await?,
             demo_items: options.demo_items,
+            jwks: auth::jwks(&[signing_key.verification_key()]).to_string(),
             ..Default::default()
         })
         .await?;
@@ -303,7 +304,10 @@ impl Fleet {
             "catalog".to_owned(),
             gateway::GatewayUpstream::new(
                 format!("http://{}", catalog.grpc_addr()),
-                &["pillivery.catalog.v1.CatalogService"],
+                &[
+                    "pillivery.catalog.v1.CatalogService",
+                    "pillivery.catalog.v1.CatalogAdminService",
+                ],
             ),
         );
         upstreams.insert(

@@ -10,6 +10,9 @@ use crate::store::StoreError;
 pub enum CatalogError {
     #[error("invalid request")]
     Invalid(Vec<FieldViolation>),
+    /// A verified caller without the role the call needs.
+    #[error("the caller may not do this")]
+    Forbidden,
     #[error("item {0} does not exist")]
     ItemNotFound(i64),
     #[error(transparent)]
@@ -26,6 +29,11 @@ impl CatalogError {
     pub fn into_api_error(self) -> ApiError {
         match self {
             CatalogError::Invalid(violations) => ApiError::validation(violations),
+            CatalogError::Forbidden => ApiError::new(
+                Code::PermissionDenied,
+                "FORBIDDEN",
+                Text::new("권한이 없습니다.", "You are not allowed to do this."),
+            ),
             CatalogError::ItemNotFound(_) => ApiError::new(
                 Code::NotFound,
                 "ITEM_NOT_FOUND",

@@ -1,11 +1,14 @@
 //! The catalog's gRPC surface: contract messages ⇄ domain types, nothing else.
 
+use pillivery_platform::auth::{Caller, Role, TokenVerifier, caller_from_request};
 use pillivery_platform::error::Locale;
 use pillivery_proto::api::PageInfo;
 use pillivery_proto::catalog as pb;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{Category, ItemSearch, Page, SearchInput};
+use crate::domain::{
+    Category, ItemChanges, ItemDraftInput, ItemSearch, NewItem, Page, SearchInput, import_drafts,
+};
 use crate::error::CatalogError;
 use crate::store::{CatalogStore, ItemRecord};
 
@@ -93,6 +96,139 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
             .map_err(|error| failure(locale)(error.into()))?
             .ok_or_else(|| failure(locale)(CatalogError::ItemNotFound(item_id)))?;
         Ok(Response::new(item_detail(&item)))
+    }
+}
+
+/// `pillivery.catalog.v1.CatalogAdminService`: item management, for admins only.
+///
+/// Every call checks the forwarded bearer token itself (the gateway checks it too, but the
+/// service must not trust its network): no or a bad token is 401, a token without the ADMIN
+/// role 403.
+pub struct CatalogAdminGrpc {
+    store: CatalogStore,
+    verifier: TokenVerifier,
+}
+
+impl CatalogAdminGrpc {
+    pub fn new(store: CatalogStore, verifier: TokenVerifier) -> Self {
+        Self { store, verifier }
+    }
+
+    /// The verified admin behind `request`, and the language to answer in.
+    fn admin<T>(&self, request: &Request<T>) -> Result<(Caller, Locale), Status> {
+        let locale = Locale::from_metadata(request.metadata());
+        let caller = caller_from_request(&self.verifier, request)?;
+        if caller.role != Role::Admin {
+            return Err(failure(locale)(CatalogError::Forbidden));
+        }
+        Ok((caller, locale))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminGrpc {
+    async fn create_item(&self, request: Request<pb::CreateItemRequest>) -> Answer<pb::Item> {
+        let (caller, locale) = self.admin(&request)?;
+        let draft = draft_input(request.into_inner().item.unwrap_or_default());
+        let new_item = NewItem::from_draft(&draft, "")
+            .map_err(|violations| failure(locale)(violations.into()))?;
+        let ids = self
+            .store
+            .insert_items(std::slice::from_ref(&new_item))
+            .await
+            .map_err(|error| failure(locale)(error.into()))?;
+        let item_id = ids.first().copied().unwrap_or_default();
+        let item = self
+            .store
+            .get(item_id)
+            .await
+            .map_err(|error| failure(locale)(error.into()))?
+            .ok_or_else(|| failure(locale)(CatalogError::ItemNotFound(item_id)))?;
+        tracing::info!(item_id, admin = caller.user_id, "item created");
+        Ok(Response::new(item_detail(&item)))
+    }
+
+    async fn update_item(&self, request: Request<pb::UpdateItemRequest>) -> Answer<pb::Item> {
+        let (caller, locale) = self.admin(&request)?;
+        let request = request.into_inner();
+        let item_id = request.item_id;
+        let draft = draft_input(request.item.unwrap_or_default());
+        let changes = ItemChanges::from_draft(&draft, "")
+            .map_err(|violations| failure(locale)(violations.into()))?;
+        let item = self
+            .store
+            .update_item(item_id, &changes, chrono::Utc::now())
+            .await
+            .map_err(|error| failure(locale)(error.into()))?
+            .ok_or_else(|| failure(locale)(CatalogError::ItemNotFound(item_id)))?;
+        tracing::info!(item_id, admin = caller.user_id, "item updated");
+        Ok(Response::new(item_detail(&item)))
+    }
+
+    async fn delete_item(
+        &self,
+        request: Request<pb::DeleteItemRequest>,
+    ) -> Answer<pb::DeleteItemResponse> {
+        let (caller, locale) = self.admin(&request)?;
+        let item_id = request.into_inner().item_id;
+        let deleted = self
+            .store
+            .soft_delete_item(item_id, chrono::Utc::now())
+            .await
+            .map_err(|error| failure(locale)(error.into()))?;
+        if !deleted {
+            return Err(failure(locale)(CatalogError::ItemNotFound(item_id)));
+        }
+        tracing::info!(item_id, admin = caller.user_id, "item deleted");
+        Ok(Response::new(pb::DeleteItemResponse {}))
+    }
+
+    async fn import_items(
+        &self,
+        request: Request<pb::ImportItemsRequest>,
+    ) -> Answer<pb::ImportItemsResponse> {
+        let (caller, locale) = self.admin(&request)?;
+        let drafts: Vec<ItemDraftInput> = request
+            .into_inner()
+            .items
+            .into_iter()
+            .map(draft_input)
+            .collect();
+        let items =
+            import_drafts(&drafts).map_err(|violations| failure(locale)(violations.into()))?;
+        let item_ids = self
+            .store
+            .insert_items(&items)
+            .await
+            .map_err(|error| failure(locale)(error.into()))?;
+        tracing::info!(
+            items = item_ids.len(),
+            admin = caller.user_id,
+            "items imported"
+        );
+        Ok(Response::new(pb::ImportItemsResponse { item_ids }))
+    }
+}
+
+/// The contract's `ItemDraft` as the domain reads it; no rule is applied here.
+fn draft_input(draft: pb::ItemDraft) -> ItemDraftInput {
+    ItemDraftInput {
+        product_name: draft.product_name,
+        enterprise: draft.enterprise,
+        thumbnail: draft.thumbnail,
+        description_image: draft.description_image,
+        main_function: draft.main_function,
+        base_standard: draft.base_standard,
+        intake: draft.intake,
+        serving_use: draft.serving_use,
+        preserve_period: draft.preserve_period,
+        distribution_period: draft.distribution_period,
+        statement_number: draft.statement_number,
+        registered_date: draft.registered_date,
+        sungsang: draft.sungsang,
+        categories: draft.categories,
+        origin_price: draft.origin_price,
+        discount_rate: draft.discount_rate,
     }
 }
 

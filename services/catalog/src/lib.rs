@@ -1,8 +1,9 @@
 //! The catalog service: categories, item search and detail, the main page (SPEC section 4).
 //!
-//! Rules live in [`domain`] (no I/O), SQL in [`store`], wire mapping in [`grpc`]. Admin item
-//! management, reviews, counters and caching arrive with the catalog issue; their contract is
-//! already in `proto/pillivery/catalog/v1/catalog.proto` but they are not served yet.
+//! Rules live in [`domain`] (no I/O), SQL in [`store`], wire mapping in [`grpc`]. Browsing
+//! (`CatalogService`) and admin item management (`CatalogAdminService`, which verifies the
+//! forwarded bearer token against [`CatalogConfig::jwks`]) are served; reviews, counters and
+//! caching are in the contract but not served yet.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -13,8 +14,10 @@ pub mod store;
 
 use std::net::SocketAddr;
 
+use pillivery_platform::auth::TokenVerifier;
 use pillivery_platform::server::{ServeError, ServiceHost, service_name};
 use pillivery_platform::shutdown::Shutdown;
+use pillivery_proto::catalog::catalog_admin_service_server::CatalogAdminServiceServer;
 use pillivery_proto::catalog::catalog_service_server::CatalogServiceServer;
 
 pub use crate::config::CatalogConfig;
@@ -26,6 +29,8 @@ pub enum StartError {
     Serve(#[from] ServeError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("seeding demo items: {0}")]
     Seed(#[from] store::StoreError),
 }
@@ -34,12 +39,20 @@ pub enum StartError {
 pub struct BoundCatalog {
     config: CatalogConfig,
     host: ServiceHost,
+    verifier: TokenVerifier,
 }
 
 impl BoundCatalog {
     pub async fn bind(config: CatalogConfig) -> Result<BoundCatalog, StartError> {
+        // Before any port is bound: a bad JWKS is a configuration error, not a 401 per call.
+        let keys = config.verification_keys().map_err(StartError::Config)?;
+        let verifier = TokenVerifier::new(keys, config.tokens.clone());
         let host = ServiceHost::bind("catalog", &config.server).await?;
-        Ok(BoundCatalog { config, host })
+        Ok(BoundCatalog {
+            config,
+            host,
+            verifier,
+        })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -63,12 +76,20 @@ impl BoundCatalog {
             seeded = seed_if_empty(&store, self.config.demo_items) => seeded?,
             () = shutdown.wait() => return Ok(()),
         }
-        let routes =
-            tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(store)));
+        let routes = tonic::service::Routes::new(CatalogServiceServer::new(
+            grpc::CatalogGrpc::new(store.clone()),
+        ))
+        .add_service(CatalogAdminServiceServer::new(grpc::CatalogAdminGrpc::new(
+            store,
+            self.verifier,
+        )));
         self.host
             .serve(
                 routes,
-                &[service_name::<CatalogServiceServer<grpc::CatalogGrpc>>()],
+                &[
+                    service_name::<CatalogServiceServer<grpc::CatalogGrpc>>(),
+                    service_name::<CatalogAdminServiceServer<grpc::CatalogAdminGrpc>>(),
+                ],
                 shutdown,
             )
             .await?;

@@ -8,7 +8,8 @@
 use std::future::Future;
 
 use catalog::domain::{
-    Category, DiscountRate, ItemSearch, ItemSort, NewItem, PageRequest, SearchInput, demo,
+    Category, DiscountRate, ItemChanges, ItemSearch, ItemSort, NewItem, PageRequest, SearchInput,
+    demo,
 };
 use catalog::store::{CatalogStore, ItemRecord, Migrator, StoreError};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -97,6 +98,9 @@ on_every_backend!(
     instants_keep_microseconds,
     demo_catalog_round_trips,
     bulk_inserts_refresh_planner_statistics,
+    updates_recompute_prices_and_bump_the_version,
+    updates_leave_other_items_and_deleted_items_alone,
+    soft_deletes_happen_once,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1012,4 +1016,157 @@ async fn bulk_inserts_refresh_planner_statistics(ctx: Ctx) {
         .refresh_statistics()
         .await
         .expect("refresh statistics");
+}
+
+async fn updates_recompute_prices_and_bump_the_version(ctx: Ctx) {
+    let ids = insert(
+        &ctx,
+        vec![new_item(
+            "루테인",
+            "종근당",
+            15_000,
+            1_250,
+            &[Category::Eye],
+        )],
+    )
+    .await;
+    let before = ctx.store.get(ids[0]).await.expect("get").expect("live");
+    assert_eq!(before.version, 1);
+    let later = instant(123_456_789);
+    let changes = ItemChanges {
+        origin_price: Some(20_001),
+        categories: Some(vec![Category::Bone, Category::Liver]),
+        sungsang: Some("흰색 정제".to_owned()),
+        ..ItemChanges::default()
+    };
+    let after = ctx
+        .store
+        .update_item(ids[0], &changes, later)
+        .await
+        .expect("update")
+        .expect("live");
+    // 20 001 × 0.125 = 2 500.125 → 2 500.
+    assert_eq!(
+        (after.origin_price, after.discount_price, after.real_price),
+        (20_001, 2_500, 17_501)
+    );
+    assert_eq!(after.discount_rate, before.discount_rate);
+    assert_eq!(after.categories, vec![Category::Bone, Category::Liver]);
+    assert_eq!(after.sungsang, "흰색 정제");
+    assert_eq!(after.updated_at, later);
+    assert_eq!(after.created_at, before.created_at);
+    assert_eq!(after.version, 2);
+    assert_eq!(
+        ctx.store.get(ids[0]).await.expect("get"),
+        Some(after.clone())
+    );
+
+    let changes = ItemChanges {
+        discount_rate: Some(DiscountRate::from_basis_points(5_000).expect("rate")),
+        ..ItemChanges::default()
+    };
+    let after = ctx
+        .store
+        .update_item(ids[0], &changes, later)
+        .await
+        .expect("update")
+        .expect("live");
+    // 20 001 × 0.5 = 10 000.5 → 10 001 (half up).
+    assert_eq!((after.discount_price, after.real_price), (10_001, 10_000));
+    assert_eq!(after.categories, vec![Category::Bone, Category::Liver]);
+    assert_eq!(after.version, 3);
+
+    // Nothing to change: nothing written.
+    let same = ctx
+        .store
+        .update_item(ids[0], &ItemChanges::default(), instant(999_999_999))
+        .await
+        .expect("update")
+        .expect("live");
+    assert_eq!(same, after);
+}
+
+async fn updates_leave_other_items_and_deleted_items_alone(ctx: Ctx) {
+    let ids = insert(&ctx, vec![plain("하나", 1_000), plain("둘", 2_000)]).await;
+    let other = ctx.store.get(ids[1]).await.expect("get");
+    let changes = ItemChanges {
+        product_name: Some("바뀐 하나".to_owned()),
+        categories: Some(vec![Category::Skin]),
+        ..ItemChanges::default()
+    };
+    ctx.store
+        .update_item(ids[0], &changes, Utc::now())
+        .await
+        .expect("update")
+        .expect("live");
+    assert_eq!(ctx.store.get(ids[1]).await.expect("get"), other);
+
+    assert!(
+        ctx.store
+            .soft_delete_item(ids[0], Utc::now())
+            .await
+            .expect("delete")
+    );
+    for item_id in [ids[0], ids[1] + 100] {
+        let updated = ctx
+            .store
+            .update_item(item_id, &changes, Utc::now())
+            .await
+            .expect("update");
+        assert_eq!(updated, None, "{item_id}");
+        let updated = ctx
+            .store
+            .update_item(item_id, &ItemChanges::default(), Utc::now())
+            .await
+            .expect("update");
+        assert_eq!(updated, None, "{item_id}");
+    }
+    // The deleted item's categories were not touched by the refused update.
+    let skin = ids_matching(
+        &ctx,
+        SearchInput {
+            category: Some(Category::Skin.number()),
+            ..SearchInput::default()
+        },
+    )
+    .await;
+    assert!(skin.is_empty());
+}
+
+async fn soft_deletes_happen_once(ctx: Ctx) {
+    let item_ids = insert(&ctx, vec![plain("하나", 1_000), plain("둘", 2_000)]).await;
+    assert_eq!(ctx.store.count_items().await.expect("count"), 2);
+    assert!(
+        ctx.store
+            .soft_delete_item(item_ids[0], instant(1))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !ctx.store
+            .soft_delete_item(item_ids[0], instant(2))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !ctx.store
+            .soft_delete_item(item_ids[1] + 100, instant(3))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(ctx.store.get(item_ids[0]).await.expect("get"), None);
+    assert_eq!(ctx.store.count_items().await.expect("count"), 1);
+    assert_eq!(ids(&ctx, &all_by(ItemSort::Sales)).await, vec![item_ids[1]]);
+    // The row stays, stamped with the first delete.
+    let row = ctx
+        .db
+        .query_one_raw(Statement::from_string(
+            ctx.db.get_database_backend(),
+            format!("SELECT version FROM items WHERE id = {}", item_ids[0]),
+        ))
+        .await
+        .expect("query")
+        .expect("row stays");
+    let version: i64 = row.try_get("", "version").expect("version");
+    assert_eq!(version, 2);
 }

@@ -10,6 +10,18 @@ pub struct TestFleet {
     _data: tempfile::TempDir,
 }
 
+impl TestFleet {
+    /// A fleet started by the test itself (custom options), with its data folder.
+    pub fn from(fleet: Fleet, data: tempfile::TempDir) -> TestFleet {
+        let base = format!("http://{}", fleet.http_addr);
+        TestFleet {
+            fleet,
+            base,
+            _data: data,
+        }
+    }
+}
+
 pub async fn start_fleet() -> TestFleet {
     let data = tempfile::tempdir().expect("a data folder");
     let fleet = Fleet::start(FleetOptions::for_tests(data.path()))

@@ -24,6 +24,9 @@ pub const MAX_TEXT_CHARS: usize = 10_000;
 /// Largest origin price: the largest integer a JSON (IEEE double) client reads exactly.
 pub const MAX_ORIGIN_PRICE: i64 = 9_007_199_254_740_991;
 
+/// Most items one import may carry; a bigger import is refused as a whole.
+pub const MAX_IMPORT_ITEMS: usize = 10_000;
+
 /// A new item, valid by construction when it comes from [`NewItem::from_draft`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewItem {
@@ -185,6 +188,35 @@ impl NewItem {
             origin_price: fields.origin_price.unwrap_or_default(),
             discount_rate: fields.discount_rate.unwrap_or_default(),
         })
+    }
+}
+
+/// Validates an import: every element as a create body named `items[i]`, all violations of
+/// every element at once, so an import is stored whole or not at all.
+pub fn import_drafts(drafts: &[ItemDraftInput]) -> Result<Vec<NewItem>, Vec<FieldViolation>> {
+    if drafts.len() > MAX_IMPORT_ITEMS {
+        // Each element is not checked: the answer would be as big as the import.
+        return Err(vec![FieldViolation::new(
+            "items",
+            Value::from(drafts.len()),
+            Text::new(
+                "한 번에 10000개 이하의 아이템만 가져올 수 있습니다.",
+                "At most 10000 items can be imported at once.",
+            ),
+        )]);
+    }
+    let mut items = Vec::with_capacity(drafts.len());
+    let mut violations = Vec::new();
+    for (index, draft) in drafts.iter().enumerate() {
+        match NewItem::from_draft(draft, &format!("items[{index}]")) {
+            Ok(item) => items.push(item),
+            Err(found) => violations.extend(found),
+        }
+    }
+    if violations.is_empty() {
+        Ok(items)
+    } else {
+        Err(violations)
     }
 }
 
@@ -610,6 +642,47 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(fields(&violations), vec!["productName", "categories[0]"]);
+    }
+
+    #[test]
+    fn imports_report_every_element_or_store_all() {
+        let drafts = vec![full_draft(), full_draft()];
+        let items = import_drafts(&drafts).expect("valid import");
+        assert_eq!(items.len(), 2);
+        assert!(import_drafts(&[]).expect("empty import").is_empty());
+
+        let bad = vec![
+            full_draft(),
+            ItemDraftInput {
+                product_name: None,
+                ..full_draft()
+            },
+            full_draft(),
+            ItemDraftInput {
+                categories: Vec::new(),
+                discount_rate: Some(1.0),
+                ..full_draft()
+            },
+        ];
+        let violations = import_drafts(&bad).expect_err("two bad elements");
+        assert_eq!(
+            fields(&violations),
+            vec![
+                "items[1].productName",
+                "items[3].categories",
+                "items[3].discountRate"
+            ]
+        );
+
+        let too_many = vec![ItemDraftInput::default(); MAX_IMPORT_ITEMS + 1];
+        let violations = import_drafts(&too_many).expect_err("too many");
+        assert_eq!(fields(&violations), vec!["items"]);
+        assert_eq!(violations[0].rejected_value, json!(MAX_IMPORT_ITEMS + 1));
+        let at_limit = vec![full_draft(); MAX_IMPORT_ITEMS];
+        assert_eq!(
+            import_drafts(&at_limit).expect("at the limit").len(),
+            MAX_IMPORT_ITEMS
+        );
     }
 
     #[test]

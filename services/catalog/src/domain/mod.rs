@@ -14,7 +14,10 @@ pub mod paging;
 pub mod search;
 
 pub use category::Category;
-pub use item::{ItemChanges, ItemDraftInput, NewItem, star_avg_centi, star_avg_from_centi};
+pub use item::{
+    ItemChanges, ItemDraftInput, MAX_IMPORT_ITEMS, NewItem, import_drafts, star_avg_centi,
+    star_avg_from_centi,
+};
 pub use money::{DiscountRate, DiscountRateError, Price};
 pub use paging::{Page, PageRequest};
 pub use search::{ItemSearch, ItemSort, SearchInput};

@@ -10,6 +10,11 @@
 //! sorts on the real price use an index instead of recomputing the discount per row. Deleted
 //! items stay as rows with `deleted_at` set (orders keep pointing at them) and no read of this
 //! store ever returns them.
+//!
+//! Writes are short transactions of their own: an update reads the item under a row lock
+//! (`FOR UPDATE` where the backend has it; SQLite serialises writers anyway), changes it and
+//! its categories, and guards the `UPDATE` with the version it read, so a price is never
+//! recomputed from a stale origin price or rate.
 
 mod entity;
 mod error;
@@ -26,7 +31,8 @@ use sea_orm::{
 };
 
 use crate::domain::{
-    Category, DiscountRate, ItemSearch, ItemSort, NewItem, Page, Price, star_avg_from_centi,
+    Category, DiscountRate, ItemChanges, ItemSearch, ItemSort, NewItem, Page, Price,
+    star_avg_from_centi,
 };
 use entity::{item, item_category};
 
@@ -209,12 +215,7 @@ impl CatalogStore {
                 .await?
                 .last_insert_id;
             ids.push(id);
-            for category in &new_item.categories {
-                category_rows.push(item_category::ActiveModel {
-                    item_id: Set(id),
-                    category: Set(category.code().to_owned()),
-                });
-            }
+            category_rows.extend(category_rows_of(id, &new_item.categories));
             if category_rows.len() >= CATEGORY_ROWS_PER_STATEMENT {
                 insert_categories(&transaction, std::mem::take(&mut category_rows)).await?;
             }
@@ -250,6 +251,84 @@ impl CatalogStore {
         Ok(())
     }
 
+    /// Changes the fields present in `changes` of a live item and answers it as stored;
+    /// `None` when the item does not exist or was deleted.
+    ///
+    /// A change of the origin price or the rate recomputes the stored discount and real price
+    /// from the other, current value; categories given replace the old ones. Every change bumps
+    /// `updated_at` and `version`; an empty change writes nothing and answers the item as it is.
+    pub async fn update_item(
+        &self,
+        item_id: i64,
+        changes: &ItemChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ItemRecord>, StoreError> {
+        if changes.is_empty() {
+            return self.get(item_id).await;
+        }
+        let now = now.trunc_subsecs(6);
+        let transaction = self.db.begin().await?;
+        let current = item::Entity::find_by_id(item_id)
+            .filter(item::Column::DeletedAt.is_null())
+            .lock_exclusive()
+            .one(&transaction)
+            .await?;
+        let Some(current) = current else {
+            // Dropping the transaction rolls it back; nothing was written.
+            return Ok(None);
+        };
+        let row = changed_model(&current, changes, now)?;
+        let updated = item::Entity::update_many()
+            .set(row)
+            .filter(item::Column::Id.eq(item_id))
+            .filter(item::Column::Version.eq(current.version))
+            .filter(item::Column::DeletedAt.is_null())
+            .exec(&transaction)
+            .await?;
+        if updated.rows_affected != 1 {
+            // Only reachable if the row lock is not held (it always is): refuse rather than
+            // overwrite a change this update did not see.
+            return Err(StoreError::Database(sea_orm::DbErr::RecordNotUpdated));
+        }
+        if let Some(categories) = &changes.categories {
+            item_category::Entity::delete_many()
+                .filter(item_category::Column::ItemId.eq(item_id))
+                .exec(&transaction)
+                .await?;
+            insert_categories(&transaction, category_rows(item_id, categories)).await?;
+        }
+        let model = item::Entity::find_by_id(item_id)
+            .one(&transaction)
+            .await?
+            .ok_or(StoreError::Database(sea_orm::DbErr::RecordNotUpdated))?;
+        let record = with_categories(&transaction, vec![model]).await?.pop();
+        transaction.commit().await?;
+        Ok(record)
+    }
+
+    /// Soft-deletes a live item: it disappears from every read, its row stays for the orders
+    /// that point at it. False when the item does not exist or was already deleted.
+    pub async fn soft_delete_item(
+        &self,
+        item_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = now.trunc_subsecs(6);
+        // One statement: atomic on its own, so no explicit transaction is needed.
+        let deleted = item::Entity::update_many()
+            .col_expr(item::Column::DeletedAt, Expr::value(Some(now)))
+            .col_expr(item::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                item::Column::Version,
+                Expr::col(item::Column::Version).add(1),
+            )
+            .filter(item::Column::Id.eq(item_id))
+            .filter(item::Column::DeletedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(deleted.rows_affected == 1)
+    }
+
     /// Live items in the catalog.
     pub async fn count_items(&self) -> Result<u64, StoreError> {
         count_matching(
@@ -264,35 +343,115 @@ impl CatalogStore {
         &self,
         models: Vec<item::Model>,
     ) -> Result<Vec<ItemRecord>, StoreError> {
-        if models.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut ids: Vec<i64> = models.iter().map(|model| model.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let rows = item_category::Entity::find()
-            .filter(item_category::Column::ItemId.is_in(ids))
-            .all(&self.db)
-            .await?;
-        let mut categories: HashMap<i64, Vec<Category>> = HashMap::new();
-        for row in rows {
-            let category =
-                Category::from_code(&row.category).ok_or_else(|| StoreError::Corrupt {
-                    item_id: row.item_id,
-                    column: "item_categories.category",
-                    value: row.category.clone(),
-                })?;
-            categories.entry(row.item_id).or_default().push(category);
-        }
-        models
-            .into_iter()
-            .map(|model| {
-                let mut item_categories = categories.get(&model.id).cloned().unwrap_or_default();
-                item_categories.sort();
-                record_from_model(model, item_categories)
-            })
-            .collect()
+        with_categories(&self.db, models).await
     }
+}
+
+/// Joins each model with its categories (one query for all) and converts it, keeping order.
+async fn with_categories<C: ConnectionTrait>(
+    db: &C,
+    models: Vec<item::Model>,
+) -> Result<Vec<ItemRecord>, StoreError> {
+    if models.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<i64> = models.iter().map(|model| model.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = item_category::Entity::find()
+        .filter(item_category::Column::ItemId.is_in(ids))
+        .all(db)
+        .await?;
+    let mut categories: HashMap<i64, Vec<Category>> = HashMap::new();
+    for row in rows {
+        let category = Category::from_code(&row.category).ok_or_else(|| StoreError::Corrupt {
+            item_id: row.item_id,
+            column: "item_categories.category",
+            value: row.category.clone(),
+        })?;
+        categories.entry(row.item_id).or_default().push(category);
+    }
+    models
+        .into_iter()
+        .map(|model| {
+            let mut item_categories = categories.get(&model.id).cloned().unwrap_or_default();
+            item_categories.sort();
+            record_from_model(model, item_categories)
+        })
+        .collect()
+}
+
+/// The category rows of one item.
+fn category_rows_of<'a>(
+    item_id: i64,
+    categories: &'a [Category],
+) -> impl Iterator<Item = item_category::ActiveModel> + 'a {
+    categories
+        .iter()
+        .map(move |category| item_category::ActiveModel {
+            item_id: Set(item_id),
+            category: Set(category.code().to_owned()),
+        })
+}
+
+fn category_rows(item_id: i64, categories: &[Category]) -> Vec<item_category::ActiveModel> {
+    category_rows_of(item_id, categories).collect()
+}
+
+/// The columns an update writes: the fields present, the prices when the origin price or the
+/// rate changes (recomputed from `current` for the one not given), `updated_at` and `version`.
+fn changed_model(
+    current: &item::Model,
+    changes: &ItemChanges,
+    now: DateTime<Utc>,
+) -> Result<item::ActiveModel, StoreError> {
+    fn set_if<T: Clone + Into<sea_orm::Value>>(value: &Option<T>) -> sea_orm::ActiveValue<T> {
+        match value {
+            Some(value) => Set(value.clone()),
+            None => NotSet,
+        }
+    }
+    let mut row = item::ActiveModel {
+        product_name: set_if(&changes.product_name),
+        enterprise: set_if(&changes.enterprise),
+        thumbnail: set_if(&changes.thumbnail),
+        description_image: set_if(&changes.description_image),
+        main_function: set_if(&changes.main_function),
+        base_standard: set_if(&changes.base_standard),
+        intake: set_if(&changes.intake),
+        serving_use: set_if(&changes.serving_use),
+        preserve_period: set_if(&changes.preserve_period),
+        distribution_period: set_if(&changes.distribution_period),
+        statement_number: set_if(&changes.statement_number),
+        registered_date: set_if(&changes.registered_date),
+        sungsang: set_if(&changes.sungsang),
+        updated_at: Set(now),
+        version: Set(current.version + 1),
+        ..Default::default()
+    };
+    if changes.changes_price() {
+        let rate = match changes.discount_rate {
+            Some(rate) => rate,
+            None => stored_rate(current)?,
+        };
+        let price = Price::of(changes.origin_price.unwrap_or(current.origin_price), rate);
+        row.origin_price = Set(price.origin);
+        row.discount_rate_bp = Set(i32::from(rate.basis_points()));
+        row.discount_price = Set(price.discount);
+        row.real_price = Set(price.real);
+    }
+    Ok(row)
+}
+
+fn stored_rate(model: &item::Model) -> Result<DiscountRate, StoreError> {
+    u16::try_from(model.discount_rate_bp)
+        .ok()
+        .and_then(DiscountRate::from_basis_points)
+        .ok_or_else(|| StoreError::Corrupt {
+            item_id: model.id,
+            column: "items.discount_rate_bp",
+            value: model.discount_rate_bp.to_string(),
+        })
 }
 
 /// The WHERE clause of a search. Every part is a bound parameter except the LIKE escape
@@ -442,14 +601,7 @@ fn record_from_model(
     model: item::Model,
     categories: Vec<Category>,
 ) -> Result<ItemRecord, StoreError> {
-    let discount_rate = u16::try_from(model.discount_rate_bp)
-        .ok()
-        .and_then(DiscountRate::from_basis_points)
-        .ok_or_else(|| StoreError::Corrupt {
-            item_id: model.id,
-            column: "items.discount_rate_bp",
-            value: model.discount_rate_bp.to_string(),
-        })?;
+    let discount_rate = stored_rate(&model)?;
     Ok(ItemRecord {
         item_id: model.id,
         product_name: model.product_name,
