@@ -9,6 +9,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20251124_000001_create_items;
+mod m20251125_000001_search_indexes;
 
 /// Every migration of the catalog, oldest first.
 pub struct Migrator;
@@ -16,6 +17,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20251124_000001_create_items::Migration)]
+        vec![
+            Box::new(m20251124_000001_create_items::Migration),
+            Box::new(m20251125_000001_search_indexes::Migration),
+        ]
     }
 }
