@@ -71,6 +71,19 @@ pub fn redis_url() -> Option<String> {
     variable(REDIS_URL_VARIABLE)
 }
 
+/// A Redis-backed key-value store under a fresh key prefix, when `PILLIVERY_TEST_REDIS_URL` names
+/// a server (`None` otherwise); panics when the named server cannot be used.
+pub async fn redis_store() -> Option<pillivery_platform::kv::KeyValueStore> {
+    let url = redis_url()?;
+    let store =
+        pillivery_platform::kv::KeyValueStore::connect_redis(&url, "", Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|error| {
+                panic!("{REDIS_URL_VARIABLE}={url} is set but unusable: {error}")
+            });
+    Some(store.with_prefix(&format!("test-{}", uuid::Uuid::new_v4().simple())))
+}
+
 /// A database that exists for one test; [`TestDatabase::remove`] drops it afterwards.
 pub struct TestDatabase {
     pub backend: Backend,

@@ -4,21 +4,21 @@
 //! `PILLIVERY_TEST_MYSQL_URL` name a server. The token scenarios also run with a Redis
 //! key-value store (a unique key prefix per test) when `PILLIVERY_TEST_REDIS_URL` is set.
 
-use std::future::Future;
-use std::time::Duration;
+#[macro_use]
+mod common;
 
+use std::future::Future;
+
+use common::Kv;
 use pillivery_platform::error::{ApiError, DecodedError};
 use pillivery_platform::kv::KeyValueStore;
-use pillivery_platform::server::ServerConfig;
-use pillivery_platform::shutdown::Shutdown;
 use pillivery_proto::user as pb;
 use pillivery_proto::user::auth_service_client::AuthServiceClient;
 use pillivery_proto::user::user_service_client::UserServiceClient;
 use pillivery_testkit::{Backend, TestDatabase};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
-use user::password::HashCost;
-use user::{BoundUser, SigningKey, UserConfig, blacklist_key};
+use user::{SigningKey, UserConfig, blacklist_key};
 
 const ADMIN_EMAIL: &str = "root@pillivery.test";
 const ADMIN_PASSWORD: &str = "admin-pass1!";
@@ -30,73 +30,29 @@ struct App {
     kv: KeyValueStore,
 }
 
-/// Where the key-value store of a run lives.
-#[derive(Clone, Copy)]
-enum Kv {
-    Memory,
-    Redis,
-}
-
-async fn run<F, Fut>(backend: Option<Backend>, kv: Kv, test: F)
+async fn run<F, Fut>(backend: Option<Backend>, kv: common::Kv, test: F)
 where
     F: FnOnce(App) -> Fut,
     Fut: Future<Output = ()>,
 {
     let Some(backend) = backend else { return };
-    let kv = match kv {
-        Kv::Memory => KeyValueStore::in_memory(),
-        Kv::Redis => {
-            let Some(url) = pillivery_testkit::redis_url() else {
-                return;
-            };
-            KeyValueStore::connect_redis(&url, "", Duration::from_secs(2))
-                .await
-                .unwrap_or_else(|error| panic!("{url} unusable: {error}"))
-                .with_prefix(&format!("user-test-{}", uuid::Uuid::new_v4().simple()))
-        }
-    };
+    let Some(kv) = kv.store().await else { return };
     let database = TestDatabase::fresh(&backend).await;
     let config = UserConfig {
-        server: ServerConfig::loopback(),
-        database: database.config.clone(),
         login_attempts_per_minute: LOGIN_LIMIT,
         admin_email: ADMIN_EMAIL.into(),
         admin_password: Some(ADMIN_PASSWORD.into()),
-        password_hash_cost: HashCost {
-            memory_kib: 256,
-            iterations: 1,
-        },
-        ..UserConfig::default()
+        ..common::test_config(&database)
     };
-    let bound = BoundUser::bind_with(config, kv.clone(), SigningKey::generate())
-        .await
-        .unwrap();
-    let url = format!("http://{}", bound.grpc_addr());
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(bound.serve(shutdown.clone()));
-    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let running = common::start(config, kv.clone()).await;
     test(App {
-        users: UserServiceClient::new(channel.clone()),
-        auth: AuthServiceClient::new(channel),
+        users: UserServiceClient::new(running.channel.clone()),
+        auth: AuthServiceClient::new(running.channel.clone()),
         kv,
     })
     .await;
-    shutdown.trigger();
-    server.await.unwrap().unwrap();
+    running.stop().await;
     database.remove().await;
-}
-
-macro_rules! on_every_backend {
-    ($kv:ident: $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run(Some(super::Backend::Sqlite), super::Kv::$kv, super::$name).await;
-                super::run(super::Backend::postgres(), super::Kv::$kv, super::$name).await;
-                super::run(super::Backend::mysql(), super::Kv::$kv, super::$name).await;
-            }
-        )*
-    };
 }
 
 mod memory {

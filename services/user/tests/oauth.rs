@@ -11,15 +11,15 @@
 //! `PILLIVERY_TEST_MYSQL_URL` name a server; the key-value scenarios again with Redis when
 //! `PILLIVERY_TEST_REDIS_URL` is set.
 
+#[macro_use]
+mod common;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::Kv;
 use pillivery_platform::error::{ApiError, DecodedError};
-use pillivery_platform::kv::KeyValueStore;
-use pillivery_platform::server::ServerConfig;
-use pillivery_platform::shutdown::Shutdown;
 use pillivery_proto::user as pb;
 use pillivery_proto::user::auth_service_client::AuthServiceClient;
 use pillivery_proto::user::o_auth_service_client::OAuthServiceClient;
@@ -29,9 +29,8 @@ use pillivery_testkit::{Backend, TestDatabase};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+use user::UserConfig;
 use user::config::{OAuthConfig, OAuthProvider};
-use user::password::HashCost;
-use user::{BoundUser, SigningKey, UserConfig};
 
 const CALLBACK: &str = "http://127.0.0.1:8080/api/auth/oauth2";
 
@@ -63,39 +62,16 @@ struct App {
     fake: Arc<FakeOAuthProvider>,
 }
 
-#[derive(Clone, Copy)]
-enum Kv {
-    Memory,
-    Redis,
-}
-
-async fn run<F, Fut>(backend: Option<Backend>, kv: Kv, test: F)
+async fn run<F, Fut>(backend: Option<Backend>, kv: common::Kv, test: F)
 where
     F: FnOnce(App) -> Fut,
     Fut: Future<Output = ()>,
 {
     let Some(backend) = backend else { return };
-    let kv = match kv {
-        Kv::Memory => KeyValueStore::in_memory(),
-        Kv::Redis => {
-            let Some(url) = pillivery_testkit::redis_url() else {
-                return;
-            };
-            KeyValueStore::connect_redis(&url, "", Duration::from_secs(2))
-                .await
-                .unwrap_or_else(|error| panic!("{url} unusable: {error}"))
-                .with_prefix(&format!("oauth-test-{}", uuid::Uuid::new_v4().simple()))
-        }
-    };
+    let Some(kv) = kv.store().await else { return };
     let fake = Arc::new(FakeOAuthProvider::start(CALLBACK).await);
     let database = TestDatabase::fresh(&backend).await;
     let config = UserConfig {
-        server: ServerConfig::loopback(),
-        database: database.config.clone(),
-        password_hash_cost: HashCost {
-            memory_kib: 256,
-            iterations: 1,
-        },
         oauth: OAuthConfig {
             providers: ["kakao", "google"]
                 .into_iter()
@@ -104,39 +80,19 @@ where
             http_timeout_ms: 2000,
             ..OAuthConfig::default()
         },
-        ..UserConfig::default()
+        ..common::test_config(&database)
     };
     pillivery_platform::config::ServiceConfig::validate(&config).unwrap();
-    let bound = BoundUser::bind_with(config, kv, SigningKey::generate())
-        .await
-        .unwrap();
-    let url = format!("http://{}", bound.grpc_addr());
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(bound.serve(shutdown.clone()));
-    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let running = common::start(config, kv).await;
     test(App {
-        oauth: OAuthServiceClient::new(channel.clone()),
-        users: UserServiceClient::new(channel.clone()),
-        auth: AuthServiceClient::new(channel),
+        oauth: OAuthServiceClient::new(running.channel.clone()),
+        users: UserServiceClient::new(running.channel.clone()),
+        auth: AuthServiceClient::new(running.channel.clone()),
         fake,
     })
     .await;
-    shutdown.trigger();
-    server.await.unwrap().unwrap();
+    running.stop().await;
     database.remove().await;
-}
-
-macro_rules! on_every_backend {
-    ($kv:ident: $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run(Some(super::Backend::Sqlite), super::Kv::$kv, super::$name).await;
-                super::run(super::Backend::postgres(), super::Kv::$kv, super::$name).await;
-                super::run(super::Backend::mysql(), super::Kv::$kv, super::$name).await;
-            }
-        )*
-    };
 }
 
 mod memory {
