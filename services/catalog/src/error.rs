@@ -39,6 +39,9 @@ impl CatalogError {
                 "ITEM_NOT_FOUND",
                 Text::new("존재하지 않는 아이템입니다.", "No such item."),
             ),
+            CatalogError::Storage(StoreError::Invalid(violations)) => {
+                ApiError::validation(violations)
+            }
             CatalogError::Storage(error) if error.is_unavailable() => ApiError::unavailable(&error),
             CatalogError::Storage(error) => ApiError::internal(&error),
         }

@@ -210,6 +210,64 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminGrpc 
     }
 }
 
+/// `pillivery.catalog.v1.CatalogInternalService`: what the other services of the fleet ask
+/// the catalog (live prices for carts and order snapshots, sales of paid orders and renewals).
+///
+/// No token is checked: this service is only reachable on the fleet's internal network. It has
+/// no REST binding, so the gateway never exposes it, and callers are services, not users.
+pub struct CatalogInternalGrpc {
+    store: CatalogStore,
+}
+
+impl CatalogInternalGrpc {
+    pub fn new(store: CatalogStore) -> Self {
+        Self { store }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::catalog_internal_service_server::CatalogInternalService for CatalogInternalGrpc {
+    async fn batch_get_items(
+        &self,
+        request: Request<pb::BatchGetItemsRequest>,
+    ) -> Answer<pb::BatchGetItemsResponse> {
+        let locale = Locale::from_metadata(request.metadata());
+        let item_ids = request.into_inner().item_ids;
+        let items = self
+            .store
+            .get_many(&item_ids)
+            .await
+            .map_err(|error| failure(locale)(error.into()))?;
+        Ok(Response::new(pb::BatchGetItemsResponse {
+            items: items.iter().map(item_detail).collect(),
+        }))
+    }
+
+    async fn record_sales(
+        &self,
+        request: Request<pb::RecordSalesRequest>,
+    ) -> Answer<pb::RecordSalesResponse> {
+        let locale = Locale::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let lines: Vec<(i64, i64)> = request
+            .lines
+            .iter()
+            .map(|line| (line.item_id, line.quantity))
+            .collect();
+        let applied = self
+            .store
+            .record_sales(&request.event_id, &lines)
+            .await
+            .map_err(|error| failure(locale)(error.into()))?;
+        if applied {
+            tracing::info!(event_id = %request.event_id, lines = lines.len(), "sales recorded");
+        } else {
+            tracing::debug!(event_id = %request.event_id, "sales already recorded");
+        }
+        Ok(Response::new(pb::RecordSalesResponse { applied }))
+    }
+}
+
 /// The contract's `ItemDraft` as the domain reads it; no rule is applied here.
 fn draft_input(draft: pb::ItemDraft) -> ItemDraftInput {
     ItemDraftInput {

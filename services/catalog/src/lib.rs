@@ -1,9 +1,10 @@
 //! The catalog service: categories, item search and detail, the main page (SPEC section 4).
 //!
 //! Rules live in [`domain`] (no I/O), SQL in [`store`], wire mapping in [`grpc`]. Browsing
-//! (`CatalogService`) and admin item management (`CatalogAdminService`, which verifies the
-//! forwarded bearer token against [`CatalogConfig::jwks`]) are served; reviews, counters and
-//! caching are in the contract but not served yet.
+//! (`CatalogService`), admin item management (`CatalogAdminService`, which verifies the
+//! forwarded bearer token against [`CatalogConfig::jwks`]) and the fleet-internal batch read
+//! and sales counter (`CatalogInternalService`, no token: internal network only) are served;
+//! reviews, views and caching are in the contract but not served yet.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -18,6 +19,7 @@ use pillivery_platform::auth::TokenVerifier;
 use pillivery_platform::server::{ServeError, ServiceHost, service_name};
 use pillivery_platform::shutdown::Shutdown;
 use pillivery_proto::catalog::catalog_admin_service_server::CatalogAdminServiceServer;
+use pillivery_proto::catalog::catalog_internal_service_server::CatalogInternalServiceServer;
 use pillivery_proto::catalog::catalog_service_server::CatalogServiceServer;
 
 pub use crate::config::CatalogConfig;
@@ -80,15 +82,20 @@ impl BoundCatalog {
             grpc::CatalogGrpc::new(store.clone()),
         ))
         .add_service(CatalogAdminServiceServer::new(grpc::CatalogAdminGrpc::new(
-            store,
+            store.clone(),
             self.verifier,
-        )));
+        )))
+        // Internal: no token, reachable only on the fleet's network, never bound to REST.
+        .add_service(CatalogInternalServiceServer::new(
+            grpc::CatalogInternalGrpc::new(store),
+        ));
         self.host
             .serve(
                 routes,
                 &[
                     service_name::<CatalogServiceServer<grpc::CatalogGrpc>>(),
                     service_name::<CatalogAdminServiceServer<grpc::CatalogAdminGrpc>>(),
+                    service_name::<CatalogInternalServiceServer<grpc::CatalogInternalGrpc>>(),
                 ],
                 shutdown,
             )

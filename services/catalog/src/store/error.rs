@@ -4,6 +4,7 @@
 //! slowly, and 500 for everything else; [`StoreError::is_unavailable`] draws that line so the
 //! mapping to a status lives in one place in `grpc.rs`.
 
+use pillivery_platform::error::FieldViolation;
 use sea_orm::error::DbErr;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,10 @@ pub enum StoreError {
         column: &'static str,
         value: String,
     },
+    /// The request breaks a rule only the store knows about (how many ids a batch read takes,
+    /// what a sale line may hold): a client error, answered as the violations listed.
+    #[error("invalid request")]
+    Invalid(Vec<FieldViolation>),
 }
 
 impl StoreError {
@@ -27,7 +32,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Database(error) => pillivery_platform::db::is_unavailable(error),
-            StoreError::Corrupt { .. } => false,
+            StoreError::Corrupt { .. } | StoreError::Invalid(_) => false,
         }
     }
 }

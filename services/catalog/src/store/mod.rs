@@ -20,7 +20,7 @@ mod entity;
 mod error;
 pub mod migration;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
@@ -34,10 +34,21 @@ use crate::domain::{
     Category, DiscountRate, ItemChanges, ItemSearch, ItemSort, NewItem, Page, Price,
     star_avg_from_centi,
 };
-use entity::{item, item_category};
+use entity::{item, item_category, processed_event};
+use pillivery_platform::error::{FieldViolation, Text};
+use sea_orm::SqlErr;
 
 pub use error::StoreError;
 pub use migration::Migrator;
+
+/// The most ids one [`CatalogStore::get_many`] takes.
+pub const MAX_BATCH_ITEMS: usize = 100;
+
+/// The longest event id [`CatalogStore::record_sales`] takes (the inbox key is `VARCHAR(100)`).
+pub const MAX_EVENT_ID_CHARS: usize = 100;
+
+/// The largest quantity of one sale line.
+pub const MAX_SALE_QUANTITY: i64 = 10_000;
 
 /// How many rows of the main page's lists.
 pub const MAIN_PAGE_ROWS: u64 = 9;
@@ -160,6 +171,131 @@ impl CatalogStore {
             return Ok(None);
         };
         Ok(self.with_categories(vec![model]).await?.pop())
+    }
+
+    /// The live items among `item_ids`, in the order asked, each once (the first occurrence of
+    /// a repeated id decides its place); ids that do not exist or were deleted are left out.
+    ///
+    /// At most [`MAX_BATCH_ITEMS`] ids, repeats included, else [`StoreError::Invalid`] on
+    /// `itemIds`. One query for the items and one for their categories.
+    pub async fn get_many(&self, item_ids: &[i64]) -> Result<Vec<ItemRecord>, StoreError> {
+        if item_ids.len() > MAX_BATCH_ITEMS {
+            return Err(StoreError::Invalid(vec![FieldViolation::new(
+                "itemIds",
+                serde_json::Value::from(item_ids.len()),
+                Text::new(
+                    "한 번에 100개 이하의 아이템만 조회할 수 있습니다.",
+                    "At most 100 items can be read at once.",
+                ),
+            )]));
+        }
+        let mut wanted = Vec::with_capacity(item_ids.len());
+        for &item_id in item_ids {
+            if !wanted.contains(&item_id) {
+                wanted.push(item_id);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let models = item::Entity::find()
+            .filter(item::Column::Id.is_in(wanted.clone()))
+            .filter(item::Column::DeletedAt.is_null())
+            .all(&self.db)
+            .await?;
+        let mut by_id: HashMap<i64, ItemRecord> = self
+            .with_categories(models)
+            .await?
+            .into_iter()
+            .map(|record| (record.item_id, record))
+            .collect();
+        Ok(wanted
+            .iter()
+            .filter_map(|item_id| by_id.remove(item_id))
+            .collect())
+    }
+
+    /// Adds the sold quantities of one event to the items' `sales`, exactly once per
+    /// `event_id` (the inbox of SPEC section 8). True when applied now, false when the event
+    /// had been applied before (then nothing changes).
+    ///
+    /// One transaction: the event id goes into `processed_events` first, and its primary key
+    /// is the guard: a redelivery, even one running at the same time, fails on the key
+    /// (PostgreSQL and MySQL make the second insert wait for the first transaction, SQLite
+    /// serialises writers), rolls back and answers false. Then each item's counter is
+    /// incremented in the database (`sales = sales + n`, never a value computed here), in item
+    /// id order so two events on the same items cannot deadlock; lines of one item add up.
+    /// Unknown and deleted items are skipped: an order may outlive an item.
+    ///
+    /// The event id must be 1 to 100 characters and each quantity 1 to 10 000, else
+    /// [`StoreError::Invalid`] naming every bad field at once (`eventId`,
+    /// `lines[i].quantity`).
+    pub async fn record_sales(
+        &self,
+        event_id: &str,
+        lines: &[(i64, i64)],
+    ) -> Result<bool, StoreError> {
+        let mut violations = Vec::new();
+        let event_id_chars = event_id.chars().count();
+        if event_id_chars == 0 || event_id_chars > MAX_EVENT_ID_CHARS {
+            violations.push(FieldViolation::new(
+                "eventId",
+                serde_json::Value::from(event_id),
+                Text::new(
+                    "이벤트 ID는 1자 이상 100자 이하여야 합니다.",
+                    "The event id must be 1 to 100 characters.",
+                ),
+            ));
+        }
+        let mut quantities: BTreeMap<i64, i64> = BTreeMap::new();
+        for (index, &(item_id, quantity)) in lines.iter().enumerate() {
+            if !(1..=MAX_SALE_QUANTITY).contains(&quantity) {
+                violations.push(FieldViolation::new(
+                    format!("lines[{index}].quantity"),
+                    serde_json::Value::from(quantity),
+                    Text::new(
+                        "수량은 1 이상 10000 이하여야 합니다.",
+                        "The quantity must be between 1 and 10000.",
+                    ),
+                ));
+                continue;
+            }
+            *quantities.entry(item_id).or_default() += quantity;
+        }
+        if !violations.is_empty() {
+            return Err(StoreError::Invalid(violations));
+        }
+        let transaction = self.db.begin().await?;
+        let inbox_row = processed_event::ActiveModel {
+            event_id: Set(event_id.to_owned()),
+            processed_at: Set(Utc::now().trunc_subsecs(6)),
+        };
+        let inserted = processed_event::Entity::insert(inbox_row)
+            .exec_without_returning(&transaction)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                // Applied before: dropping the transaction rolls it back (PostgreSQL has
+                // aborted it anyway); nothing was written.
+                return Ok(false);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        for (item_id, quantity) in quantities {
+            // A skipped (unknown or deleted) item affects no row; that is not an error.
+            item::Entity::update_many()
+                .col_expr(
+                    item::Column::Sales,
+                    Expr::col(item::Column::Sales).add(quantity),
+                )
+                .filter(item::Column::Id.eq(item_id))
+                .filter(item::Column::DeletedAt.is_null())
+                .exec(&transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(true)
     }
 
     /// The main page: the biggest discounts and the best sellers, 9 of each at most.

@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20251124_000001_create_items;
 mod m20251125_000001_search_indexes;
+mod m20251126_000001_processed_events;
 
 /// Every migration of the catalog, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20251124_000001_create_items::Migration),
             Box::new(m20251125_000001_search_indexes::Migration),
+            Box::new(m20251126_000001_processed_events::Migration),
         ]
     }
 }
