@@ -4,17 +4,17 @@
 //! `PILLIVERY_TEST_MYSQL_URL` name a server. Tokens are signed by a key generated per test whose
 //! JWKS is the catalog's `jwks` configuration, as the fleet wires it.
 
+#[macro_use]
+mod common;
+
 use std::future::Future;
 
-use catalog::{BoundCatalog, CatalogConfig};
-use pillivery_platform::auth::{Role, SigningKey, TokenConfig, TokenIssuer, jwks};
-use pillivery_platform::error::{ApiError, DecodedError};
-use pillivery_platform::server::ServerConfig;
-use pillivery_platform::shutdown::Shutdown;
+use common::{RunningCatalog, assert_error, authorized, decoded, fields};
+use pillivery_platform::auth::{Role, SigningKey, TokenConfig, TokenIssuer};
 use pillivery_proto::catalog as pb;
 use pillivery_proto::catalog::catalog_admin_service_client::CatalogAdminServiceClient;
 use pillivery_proto::catalog::catalog_service_client::CatalogServiceClient;
-use pillivery_testkit::{Backend, TestDatabase};
+use pillivery_testkit::Backend;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -36,56 +36,19 @@ where
     Fut: Future<Output = ()>,
 {
     let Some(backend) = backend else { return };
-    let database = TestDatabase::fresh(&backend).await;
-    let key = SigningKey::generate();
-    let config = CatalogConfig {
-        server: ServerConfig::loopback(),
-        database: database.config.clone(),
-        jwks: jwks(&[key.verification_key()]).to_string(),
-        ..CatalogConfig::default()
-    };
-    let issuer = TokenIssuer::new(key, TokenConfig::default());
+    let running = RunningCatalog::start(&backend).await;
     let stranger = TokenIssuer::new(SigningKey::generate(), TokenConfig::default());
-    let now = chrono::Utc::now();
-    let bound = BoundCatalog::bind(config).await.unwrap();
-    let url = format!("http://{}", bound.grpc_addr());
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(bound.serve(shutdown.clone()));
-    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
     test(App {
-        admin: CatalogAdminServiceClient::new(channel.clone()),
-        catalog: CatalogServiceClient::new(channel),
-        admin_token: issuer.issue(ADMIN_ID, Role::Admin, now).token,
-        user_token: issuer.issue(USER_ID, Role::User, now).token,
-        stranger_token: stranger.issue(ADMIN_ID, Role::Admin, now).token,
+        admin: CatalogAdminServiceClient::new(running.channel.clone()),
+        catalog: CatalogServiceClient::new(running.channel.clone()),
+        admin_token: running.token(ADMIN_ID, Role::Admin),
+        user_token: running.token(USER_ID, Role::User),
+        stranger_token: stranger
+            .issue(ADMIN_ID, Role::Admin, chrono::Utc::now())
+            .token,
     })
     .await;
-    shutdown.trigger();
-    server.await.unwrap().unwrap();
-    database.remove().await;
-}
-
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run(Some(super::Backend::Sqlite), super::$name).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run(super::Backend::postgres(), super::$name).await
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run(super::Backend::mysql(), super::$name).await
-            })*
-        }
-    };
+    running.stop().await;
 }
 
 on_every_backend!(
@@ -103,37 +66,6 @@ on_every_backend!(
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn authorized<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-fn decoded(status: &Status) -> DecodedError {
-    ApiError::from_status(status).unwrap_or_else(|| panic!("no error details: {status:?}"))
-}
-
-#[track_caller]
-fn assert_error(status: Status, code: Code, reason: &str) -> DecodedError {
-    let error = decoded(&status);
-    assert_eq!(
-        (error.code, error.reason.as_str()),
-        (code, reason),
-        "{status:?}"
-    );
-    error
-}
-
-fn fields(error: &DecodedError) -> Vec<&str> {
-    error
-        .field_errors
-        .iter()
-        .map(|field| field.field.as_str())
-        .collect()
-}
 
 /// A complete create body.
 fn draft(

@@ -5,19 +5,20 @@
 //! `PILLIVERY_TEST_MYSQL_URL` name a server. Items are created and deleted through the admin
 //! service with a token signed by a key generated per test; the internal calls carry no token.
 
+#[macro_use]
+mod common;
+
 use std::future::Future;
 
-use catalog::{BoundCatalog, CatalogConfig};
-use pillivery_platform::auth::{Role, SigningKey, TokenConfig, TokenIssuer, jwks};
-use pillivery_platform::error::{ApiError, DecodedError};
-use pillivery_platform::server::ServerConfig;
-use pillivery_platform::shutdown::Shutdown;
+use common::{RunningCatalog, assert_error, authorized, fields};
+use pillivery_platform::auth::Role;
+use pillivery_platform::error::DecodedError;
 use pillivery_proto::catalog as pb;
 use pillivery_proto::catalog::catalog_admin_service_client::CatalogAdminServiceClient;
 use pillivery_proto::catalog::catalog_internal_service_client::CatalogInternalServiceClient;
-use pillivery_testkit::{Backend, TestDatabase};
+use pillivery_testkit::Backend;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 struct App {
     admin: CatalogAdminServiceClient<Channel>,
@@ -31,52 +32,14 @@ where
     Fut: Future<Output = ()>,
 {
     let Some(backend) = backend else { return };
-    let database = TestDatabase::fresh(&backend).await;
-    let key = SigningKey::generate();
-    let config = CatalogConfig {
-        server: ServerConfig::loopback(),
-        database: database.config.clone(),
-        jwks: jwks(&[key.verification_key()]).to_string(),
-        ..CatalogConfig::default()
-    };
-    let issuer = TokenIssuer::new(key, TokenConfig::default());
-    let bound = BoundCatalog::bind(config).await.unwrap();
-    let url = format!("http://{}", bound.grpc_addr());
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(bound.serve(shutdown.clone()));
-    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let running = RunningCatalog::start(&backend).await;
     test(App {
-        admin: CatalogAdminServiceClient::new(channel.clone()),
-        internal: CatalogInternalServiceClient::new(channel),
-        admin_token: issuer.issue(1, Role::Admin, chrono::Utc::now()).token,
+        admin: CatalogAdminServiceClient::new(running.channel.clone()),
+        internal: CatalogInternalServiceClient::new(running.channel.clone()),
+        admin_token: running.token(1, Role::Admin),
     })
     .await;
-    shutdown.trigger();
-    server.await.unwrap().unwrap();
-    database.remove().await;
-}
-
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::run(Some(super::Backend::Sqlite), super::$name).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::run(super::Backend::postgres(), super::$name).await
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::run(super::Backend::mysql(), super::$name).await
-            })*
-        }
-    };
+    running.stop().await;
 }
 
 on_every_backend!(
@@ -94,32 +57,9 @@ on_every_backend!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn authorized<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
 #[track_caller]
 fn assert_invalid(status: Status) -> DecodedError {
-    let error =
-        ApiError::from_status(&status).unwrap_or_else(|| panic!("no error details: {status:?}"));
-    assert_eq!(
-        (error.code, error.reason.as_str()),
-        (Code::InvalidArgument, "VALIDATION_FAILED"),
-        "{status:?}"
-    );
-    error
-}
-
-fn fields(error: &DecodedError) -> Vec<&str> {
-    error
-        .field_errors
-        .iter()
-        .map(|field| field.field.as_str())
-        .collect()
+    assert_error(status, Code::InvalidArgument, "VALIDATION_FAILED")
 }
 
 fn draft(name: &str) -> pb::ItemDraft {

@@ -5,6 +5,9 @@
 //! database (MySQL/MariaDB) of its own that is dropped when the test passes. A server that is
 //! named but unreachable fails the test; only an unset variable skips that backend.
 
+#[macro_use]
+mod common;
+
 use std::future::Future;
 
 use catalog::domain::{
@@ -48,30 +51,6 @@ where
     .await;
     let _ = db.close().await;
     database.remove().await;
-}
-
-/// One test function per backend for each scenario below.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run(Some(super::Backend::Sqlite), super::$name).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run(super::Backend::postgres(), super::$name).await
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run(super::Backend::mysql(), super::$name).await
-            })*
-        }
-    };
 }
 
 on_every_backend!(
