@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Relative to this package (cargo runs build scripts there): the `rerun-if-changed` paths
+    // below are then resolved per checkout. Absolute paths would let a second checkout sharing
+    // the target directory reuse this one's generated code after its own protos changed.
+    let proto_root = PathBuf::from("../../proto");
     // Every contract of ours plus the vendored google.api/google.rpc files (the error details).
     let files = proto_files(&proto_root)?;
     let mut compiler = protox::Compiler::new([&proto_root])?;

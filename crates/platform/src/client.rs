@@ -8,8 +8,12 @@
 //! "not processed" (UNAVAILABLE), with jittered backoff, and only while the retry budget allows.
 //!
 //! Targets: `http://host:port` (one endpoint), `http://a:1,http://b:2` (a static list, balanced),
-//! or `dns://host:port` (every address the name resolves to, re-resolved periodically and
-//! balanced; a Kubernetes headless service gives one address per pod).
+//! `dns://host:port` (every address the name resolves to, re-resolved periodically and
+//! balanced; a Kubernetes headless service gives one address per pod), or
+//! `kubernetes:///service[.namespace]:port` (the Service's ready pods, from its EndpointSlices:
+//! see [`kubernetes`]).
+
+pub mod kubernetes;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -22,6 +26,7 @@ use tonic::Code;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
 
+use self::kubernetes::KubernetesTarget;
 use crate::error::{ApiError, Text};
 use crate::resilience::{Backoff, Bulkhead, CircuitBreaker, EdgePolicy, RetryBudget};
 use crate::shutdown::{Shutdown, Tasks};
@@ -32,7 +37,8 @@ const DNS_REFRESH: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// `http://host:port`, a comma-separated list of those, or `dns://host:port`.
+    /// `http://host:port`, a comma-separated list of those, `dns://host:port` or
+    /// `kubernetes:///service[.namespace]:port`.
     pub target: String,
     pub policy: EdgePolicy,
 }
@@ -57,10 +63,14 @@ impl UpstreamConfig {
 enum Target {
     Static(Vec<String>),
     Dns { host: String, port: u16 },
+    Kubernetes(KubernetesTarget),
 }
 
 impl Target {
     fn parse(target: &str) -> Result<Target, String> {
+        if target.starts_with("kubernetes:") {
+            return KubernetesTarget::parse(target).map(Target::Kubernetes);
+        }
         if let Some(rest) = target.strip_prefix("dns://") {
             let (host, port) = rest
                 .rsplit_once(':')
@@ -83,12 +93,15 @@ impl Target {
             .map(str::to_owned)
             .collect();
         if endpoints.is_empty() {
-            return Err("no target set (http://host:port or dns://host:port)".into());
+            return Err(
+                "no target set (http://host:port, dns://host:port or kubernetes:///service:port)"
+                    .into(),
+            );
         }
         for endpoint in &endpoints {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
                 return Err(format!(
-                    "`{endpoint}` must start with http://, https:// or dns://"
+                    "`{endpoint}` must start with http://, https://, dns:// or kubernetes:///"
                 ));
             }
             Endpoint::from_shared(endpoint.clone())
@@ -176,11 +189,41 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the channel (connections are made lazily, on first use). `dns://` targets keep
-    /// a resolver task in `tasks` until `shutdown`.
+    /// Builds the channel (connections are made lazily, on first use). `dns://` and
+    /// `kubernetes:///` targets keep a resolver task in `tasks` until `shutdown`; the latter
+    /// talks to the API server with the pod's service account (in-cluster configuration).
     pub fn new(
         name: &str,
         config: &UpstreamConfig,
+        tasks: &Tasks,
+        shutdown: &Shutdown,
+    ) -> Result<Upstream, String> {
+        let kubernetes =
+            match Target::parse(&config.target)? {
+                Target::Kubernetes(_) => Some(in_cluster_client().map_err(|reason| {
+                    format!("upstream `{name}`: `{}`: {reason}", config.target)
+                })?),
+                _ => None,
+            };
+        Self::build(name, config, kubernetes, tasks, shutdown)
+    }
+
+    /// Like [`Upstream::new`], with the Kubernetes API reached through `client` (for a
+    /// `kubernetes:///` target; other targets ignore it).
+    pub fn with_kubernetes_client(
+        name: &str,
+        config: &UpstreamConfig,
+        client: kube::Client,
+        tasks: &Tasks,
+        shutdown: &Shutdown,
+    ) -> Result<Upstream, String> {
+        Self::build(name, config, Some(client), tasks, shutdown)
+    }
+
+    fn build(
+        name: &str,
+        config: &UpstreamConfig,
+        kubernetes: Option<kube::Client>,
         tasks: &Tasks,
         shutdown: &Shutdown,
     ) -> Result<Upstream, String> {
@@ -203,6 +246,21 @@ impl Upstream {
                     name.to_owned(),
                     host,
                     port,
+                    connect_timeout,
+                    changes,
+                    shutdown.clone(),
+                ));
+                channel
+            }
+            Target::Kubernetes(target) => {
+                let client = kubernetes.ok_or_else(|| {
+                    format!("upstream `{name}`: a kubernetes target needs an API client")
+                })?;
+                let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
+                tasks.spawn(kubernetes::follow_endpoint_slices(
+                    name.to_owned(),
+                    client,
+                    target,
                     connect_timeout,
                     changes,
                     shutdown.clone(),
@@ -329,6 +387,14 @@ fn endpoint(uri: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
         .keep_alive_while_idle(true))
 }
 
+/// The API client of a pod: its service account token and the cluster's CA, namespace from
+/// the mounted secret (what `kube::Config::incluster` reads).
+fn in_cluster_client() -> Result<kube::Client, String> {
+    let config = kube::Config::incluster()
+        .map_err(|error| format!("no in-cluster Kubernetes configuration ({error})"))?;
+    kube::Client::try_from(config).map_err(|error| error.to_string())
+}
+
 /// Keeps a balanced channel's endpoints equal to what `host` resolves to.
 async fn resolve_forever(
     upstream: String,
@@ -404,6 +470,11 @@ mod tests {
         assert!(Target::parse("").is_err());
         assert!(Target::parse("dns://catalog").is_err());
         assert!(Target::parse("catalog:50051").is_err());
+        assert!(matches!(
+            Target::parse("kubernetes:///catalog.shop:grpc"),
+            Ok(Target::Kubernetes(_))
+        ));
+        assert!(Target::parse("kubernetes:///catalog").is_err());
     }
 
     #[test]

@@ -67,10 +67,6 @@ pub fn load<C: ServiceConfig>(
     // top-level key this service does not have is another service's setting and is skipped
     // with a note. Inside a known key (`PILLIVERY_DATABASE__URLL`) and in the file, unknown
     // keys are errors, so typos do not pass silently.
-    let known: Vec<String> = match serde_json::to_value(C::default()) {
-        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
-        _ => Vec::new(),
-    };
     let mut skipped = Vec::new();
     let environment: HashMap<String, String> = environment
         .iter()
@@ -81,7 +77,7 @@ pub fn load<C: ServiceConfig>(
                 .next()
                 .unwrap_or_default()
                 .to_ascii_lowercase();
-            let ours = known.contains(&key);
+            let ours = is_top_level_key::<C>(&key);
             if !ours {
                 skipped.push(name.to_string());
             }
@@ -111,6 +107,20 @@ pub fn load<C: ServiceConfig>(
     Ok(loaded)
 }
 
+/// Whether `key` is a top-level field of `C`. Asked of serde itself rather than read from the
+/// serialized defaults, which leave out fields skipped when empty (`skip_serializing_if` on an
+/// `Option`): `{key: null}` is refused as an unknown field only when `C` has no such field.
+fn is_top_level_key<C: DeserializeOwned>(key: &str) -> bool {
+    let probe = serde_json::Value::Object(serde_json::Map::from_iter([(
+        key.to_owned(),
+        serde_json::Value::Null,
+    )]));
+    match serde_json::from_value::<C>(probe) {
+        Ok(_) => true,
+        Err(error) => !error.to_string().starts_with("unknown field"),
+    }
+}
+
 /// Prints the error as one line on stderr and exits with [`EXIT_BAD_CONFIG`].
 pub fn exit_on_error<C>(result: Result<C, ConfigError>) -> C {
     match result {
@@ -138,6 +148,8 @@ mod tests {
         http_port: u16,
         name: String,
         database: Nested,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
     }
 
     #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -198,6 +210,7 @@ mod tests {
                     url: "sqlite://file".into(),
                     max_connections: 7
                 },
+                secret: None,
             }
         );
     }
@@ -227,6 +240,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("urll"), "{error}");
+    }
+
+    #[test]
+    fn a_field_left_out_of_the_serialized_defaults_is_still_a_setting() {
+        let loaded: Example = load(None, &env(&[("PILLIVERY_SECRET", "s3cret")])).unwrap();
+        assert_eq!(loaded.secret.as_deref(), Some("s3cret"));
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! - gRPC port: the service's own RPCs, `grpc.health.v1` and reflection. Health has two names a
 //!   prober can ask for: `liveness` (SERVING while the process runs) and `readiness` (SERVING only
 //!   while the service accepts work; also reported for the empty name and each service name).
-//! - Admin port (HTTP): `/metrics` (Prometheus), `/healthz`, `/readyz`. Never the public port.
+//! - Admin port (HTTP): `/metrics` (Prometheus), `/healthz`, `/readyz`, and whatever operator
+//!   routes the service adds with [`ServiceHost::with_admin_routes`] (dead-letter replay). Never
+//!   the public port.
 //! - Shutdown, like linkerd2-proxy: readiness off → lameduck (load balancers stop sending) →
 //!   stop accepting and drain in-flight calls → give up after a bounded grace period.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -123,6 +125,32 @@ pub struct ServiceHost {
     admin_addr: SocketAddr,
     admin: AdminPort,
     readiness: Readiness,
+    extra_admin_routes: ExtraAdminRoutes,
+}
+
+/// Operator routes a service adds to its admin port after binding it. The port already serves
+/// from `bind` on, so it looks them up per request instead of being rebuilt.
+#[derive(Clone, Default)]
+struct ExtraAdminRoutes(Arc<RwLock<axum::Router>>);
+
+impl ExtraAdminRoutes {
+    fn add(&self, routes: axum::Router) {
+        // Only ever held to swap or clone the router, never across an await; a poisoned lock
+        // still holds a whole router.
+        let mut current = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let merged = std::mem::take(&mut *current).merge(routes);
+        *current = merged;
+    }
+
+    fn current(&self) -> axum::Router {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 /// The running admin port; stopped when dropped (a host that never serves leaves nothing behind).
@@ -152,7 +180,12 @@ impl ServiceHost {
             })?;
         let admin_addr = admin.local_addr().unwrap_or(config.admin_addr);
         let readiness = Readiness::default();
-        let admin = AdminPort(tokio::spawn(serve_admin(admin, readiness.clone())));
+        let extra_admin_routes = ExtraAdminRoutes::default();
+        let admin = AdminPort(tokio::spawn(serve_admin(
+            admin,
+            readiness.clone(),
+            extra_admin_routes.clone(),
+        )));
         Ok(Self {
             name,
             config: config.clone(),
@@ -160,7 +193,16 @@ impl ServiceHost {
             admin_addr,
             admin,
             readiness,
+            extra_admin_routes,
         })
+    }
+
+    /// Adds operator routes (e.g. `events::admin_routes`) to the admin port, which serves them
+    /// at once. Their paths must not clash with `/metrics`, `/healthz`, `/readyz` or routes
+    /// added before (axum panics on a duplicate route, a programming error).
+    pub fn with_admin_routes(self, routes: axum::Router) -> Self {
+        self.extra_admin_routes.add(routes);
+        self
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -186,6 +228,7 @@ impl ServiceHost {
             admin_addr,
             admin,
             readiness,
+            extra_admin_routes: _,
         } = self;
         let grpc_addr = grpc.local_addr().ok();
         // The admin port (running since `bind`) lives until the gRPC server has drained, so
@@ -265,8 +308,9 @@ async fn set_readiness(health: &HealthReporter, names: &[String], status: Servin
     }
 }
 
-async fn serve_admin(listener: TcpListener, readiness: Readiness) {
+async fn serve_admin(listener: TcpListener, readiness: Readiness, extra: ExtraAdminRoutes) {
     use axum::routing::get;
+    use tower::ServiceExt;
     let ready_for_probe = readiness.clone();
     let app = axum::Router::new()
         .route(
@@ -294,7 +338,17 @@ async fn serve_admin(listener: TcpListener, readiness: Readiness) {
                     }
                 }
             }),
-        );
+        )
+        .fallback(move |request: axum::extract::Request| {
+            let routes = extra.current();
+            async move {
+                // An empty router answers 404 itself, as the admin port did before.
+                match routes.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        });
     let served = axum::serve(listener, app).await;
     if let Err(error) = served {
         tracing::error!(%error, "admin port failed");

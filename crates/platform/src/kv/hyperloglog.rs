@@ -1,12 +1,17 @@
 //! A small HyperLogLog sketch for the in-process store, so unique-visitor counts in the embedded
-//! mode behave like Redis `PFADD`/`PFCOUNT`: a fixed 16 KiB per key and an estimate, not an exact
+//! mode behave like Redis `PFADD`/`PFCOUNT`: at most 16 KiB per key and an estimate, not an exact
 //! set that grows with every visitor.
 //!
 //! Precision 14 (16 384 one-byte registers) and a 64-bit MurmurHash64A, the same parameters Redis
 //! uses, give a standard error of 1.04 / √16384 ≈ 0.81 %; small cardinalities come out nearly
 //! exact (the estimator corrects for empty registers the way linear counting does). The estimate
 //! is Ertl's, as in Redis, so the two backends agree in behaviour, not only in interface.
-//! Unlike Redis there is no sparse encoding: every sketch is dense from its first member.
+//!
+//! Like Redis, a sketch starts sparse: only its non-empty registers, as sorted (index, rank)
+//! pairs, until there are [`SPARSE_MAX_REGISTERS`] of them, then the dense array. The embedded
+//! fleet keeps one sketch per item per day; 40 000 items seen by a handful of visitors each
+//! would otherwise hold 640 MB of mostly empty registers. The estimate does not depend on the
+//! encoding.
 
 /// Bits of the hash that choose the register.
 const PRECISION: u32 = 14;
@@ -16,16 +21,73 @@ const REMAINING_BITS: u32 = 64 - PRECISION;
 /// Seed Redis uses for its HyperLogLog hash; any fixed value would do, this one keeps us honest.
 const HASH_SEED: u64 = 0xadc8_3b19;
 
-/// A dense HyperLogLog sketch.
+/// Non-empty registers a sparse sketch holds before it turns dense: 3 bytes each, so a sparse
+/// sketch stays under 3 KiB (Redis' default `hll-sparse-max-bytes` is 3 000).
+const SPARSE_MAX_REGISTERS: usize = 1024;
+
+/// A HyperLogLog sketch.
 #[derive(Clone)]
 pub(crate) struct HyperLogLog {
-    registers: Box<[u8; REGISTER_COUNT]>,
+    registers: Registers,
+}
+
+#[derive(Clone)]
+enum Registers {
+    /// The non-empty registers, sorted by index.
+    Sparse(Vec<(u16, u8)>),
+    Dense(Box<[u8; REGISTER_COUNT]>),
 }
 
 impl HyperLogLog {
     pub(crate) fn new() -> Self {
         Self {
-            registers: Box::new([0; REGISTER_COUNT]),
+            registers: Registers::Sparse(Vec::new()),
+        }
+    }
+
+    /// Bytes the registers take (for tests and for reasoning about memory).
+    #[cfg(test)]
+    fn register_bytes(&self) -> usize {
+        match &self.registers {
+            Registers::Sparse(pairs) => pairs.len() * std::mem::size_of::<(u16, u8)>(),
+            Registers::Dense(registers) => registers.len(),
+        }
+    }
+
+    /// Raises register `index` to `rank`; true if it changed.
+    fn raise(&mut self, index: usize, rank: u8) -> bool {
+        match &mut self.registers {
+            Registers::Dense(registers) => {
+                let register = &mut registers[index];
+                if rank > *register {
+                    *register = rank;
+                    true
+                } else {
+                    false
+                }
+            }
+            Registers::Sparse(pairs) => {
+                // REGISTER_COUNT is 2^14, so every index fits a u16.
+                let key = index as u16;
+                match pairs.binary_search_by_key(&key, |&(at, _)| at) {
+                    Ok(position) if pairs[position].1 >= rank => false,
+                    Ok(position) => {
+                        pairs[position].1 = rank;
+                        true
+                    }
+                    Err(position) => {
+                        pairs.insert(position, (key, rank));
+                        if pairs.len() > SPARSE_MAX_REGISTERS {
+                            let mut dense = Box::new([0_u8; REGISTER_COUNT]);
+                            for &(at, value) in pairs.iter() {
+                                dense[usize::from(at)] = value;
+                            }
+                            self.registers = Registers::Dense(dense);
+                        }
+                        true
+                    }
+                }
+            }
         }
     }
 
@@ -38,13 +100,7 @@ impl HyperLogLog {
         // yields a finite rank (REMAINING_BITS + 1) instead of 64 - PRECISION + garbage.
         let remaining = (hash >> PRECISION) | (1 << REMAINING_BITS);
         let rank = (remaining.trailing_zeros() + 1) as u8;
-        let register = &mut self.registers[index];
-        if rank > *register {
-            *register = rank;
-            true
-        } else {
-            false
-        }
+        self.raise(index, rank)
     }
 
     /// The estimated number of distinct members added.
@@ -57,8 +113,18 @@ impl HyperLogLog {
     pub(crate) fn count(&self) -> u64 {
         // How many registers hold each rank 0..=REMAINING_BITS + 1.
         let mut histogram = [0_u32; REMAINING_BITS as usize + 2];
-        for &register in self.registers.iter() {
-            histogram[usize::from(register)] += 1;
+        match &self.registers {
+            Registers::Dense(registers) => {
+                for &register in registers.iter() {
+                    histogram[usize::from(register)] += 1;
+                }
+            }
+            Registers::Sparse(pairs) => {
+                histogram[0] = (REGISTER_COUNT - pairs.len()) as u32;
+                for &(_, rank) in pairs {
+                    histogram[usize::from(rank)] += 1;
+                }
+            }
         }
         let m = REGISTER_COUNT as f64;
         let q = REMAINING_BITS as usize;
@@ -157,6 +223,32 @@ mod tests {
 
     fn relative_error(estimate: u64, actual: u64) -> f64 {
         (estimate as f64 - actual as f64).abs() / actual as f64
+    }
+
+    #[test]
+    fn sparse_and_dense_sketches_agree() {
+        // Below the threshold the sketch stays sparse and small...
+        let small = sketch_of(500);
+        assert!(small.register_bytes() < 4 * 1024, "{}", small.register_bytes());
+        // ...and it estimates exactly what the same registers estimate when dense.
+        for count in [1, 10, 500, 1_000, 1_100, 5_000] {
+            let sketch = sketch_of(count);
+            let mut dense = Box::new([0_u8; REGISTER_COUNT]);
+            match &sketch.registers {
+                Registers::Sparse(pairs) => {
+                    for &(at, value) in pairs {
+                        dense[usize::from(at)] = value;
+                    }
+                }
+                Registers::Dense(registers) => dense.copy_from_slice(&registers[..]),
+            }
+            let as_dense = HyperLogLog {
+                registers: Registers::Dense(dense),
+            };
+            assert_eq!(sketch.count(), as_dense.count(), "{count} members");
+        }
+        // Past the threshold it turns dense.
+        assert_eq!(sketch_of(5_000).register_bytes(), REGISTER_COUNT);
     }
 
     #[test]

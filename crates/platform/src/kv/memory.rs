@@ -2,8 +2,8 @@
 //! one-process fleet and for tests that run without Redis.
 //!
 //! It keeps Redis's semantics where a caller could tell the difference: expiry is exact (checked
-//! on every read), counters and byte values live under the same key space, `set` replaces any
-//! kind of value, the rate limiter's window starts at the first hit, and a lock is only released
+//! on every read), counters, byte values, sketches and sets live under the same key space, `set`
+//! replaces any kind of value, the rate limiter's window starts at the first hit, and a lock is only released
 //! or extended with the random token it was taken with. The mutex is never held across an
 //! `.await` (there is none inside), so it cannot stall the runtime beyond a map operation.
 //!
@@ -13,7 +13,7 @@
 //! Expired entries are dropped when read and, so that keys nobody reads again do not pile up, by
 //! a sweep over the whole map every [`SWEEP_EVERY_WRITES`] writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ enum Value {
     Bytes(Vec<u8>),
     Counter(i64),
     Sketch(Box<HyperLogLog>),
+    Set(HashSet<String>),
 }
 
 impl Entry {
@@ -101,7 +102,7 @@ impl MemoryStore {
             Some(Value::Bytes(bytes)) => Ok(Some(bytes.clone())),
             // Redis stores counters as decimal strings, so GET on a counter returns its digits.
             Some(Value::Counter(count)) => Ok(Some(count.to_string().into_bytes())),
-            Some(Value::Sketch(_)) => Err(wrong_kind(key, "a byte value")),
+            Some(Value::Sketch(_) | Value::Set(_)) => Err(wrong_kind(key, "a byte value")),
         }
     }
 
@@ -161,7 +162,7 @@ impl MemoryStore {
                 let current = match &entry.value {
                     Value::Counter(count) => *count,
                     Value::Bytes(bytes) => parse_counter(key, bytes)?,
-                    Value::Sketch(_) => return Err(wrong_kind(key, "an integer")),
+                    Value::Sketch(_) | Value::Set(_) => return Err(wrong_kind(key, "an integer")),
                 };
                 let new_value = current.checked_add(by).ok_or_else(|| {
                     KvError::Unavailable(format!("incrementing {key:?} would overflow"))
@@ -180,7 +181,7 @@ impl MemoryStore {
             None => Ok(0),
             Some(Value::Counter(count)) => Ok(*count),
             Some(Value::Bytes(bytes)) => parse_counter(key, bytes),
-            Some(Value::Sketch(_)) => Err(wrong_kind(key, "an integer")),
+            Some(Value::Sketch(_) | Value::Set(_)) => Err(wrong_kind(key, "an integer")),
         }
     }
 
@@ -233,6 +234,50 @@ impl MemoryStore {
         }
     }
 
+    pub(crate) fn set_add(
+        &self,
+        now: Instant,
+        key: &str,
+        member: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, KvError> {
+        let mut state = self.state();
+        let added = match state.live_entry(key, now) {
+            None => {
+                state.entries.insert(
+                    key.to_owned(),
+                    Entry {
+                        value: Value::Set(HashSet::from([member.to_owned()])),
+                        expires_at: ttl.map(|ttl| now + ttl),
+                    },
+                );
+                true
+            }
+            Some(entry) => {
+                let Value::Set(members) = &mut entry.value else {
+                    return Err(wrong_kind(key, "a set"));
+                };
+                let added = members.insert(member.to_owned());
+                // As for sketches: the ttl counts from the first member.
+                if entry.expires_at.is_none() {
+                    entry.expires_at = ttl.map(|ttl| now + ttl);
+                }
+                added
+            }
+        };
+        state.note_write(now);
+        Ok(added)
+    }
+
+    pub(crate) fn set_members(&self, now: Instant, key: &str) -> Result<Vec<String>, KvError> {
+        let mut state = self.state();
+        match state.live_entry(key, now).map(|entry| &entry.value) {
+            None => Ok(Vec::new()),
+            Some(Value::Set(members)) => Ok(members.iter().cloned().collect()),
+            Some(_) => Err(wrong_kind(key, "a set")),
+        }
+    }
+
     pub(crate) fn rate_limit(
         &self,
         now: Instant,
@@ -258,7 +303,7 @@ impl MemoryStore {
                 let current = match &entry.value {
                     Value::Counter(count) => *count,
                     Value::Bytes(bytes) => parse_counter(key, bytes)?,
-                    Value::Sketch(_) => return Err(wrong_kind(key, "an integer")),
+                    Value::Sketch(_) | Value::Set(_) => return Err(wrong_kind(key, "an integer")),
                 };
                 let count = current.saturating_add(1);
                 entry.value = Value::Counter(count);
@@ -432,6 +477,37 @@ mod tests {
         assert_eq!(store.hll_add(now, "visitors", "v", None).ok(), Some(true));
         assert!(store.get(now, "visitors").is_err());
         assert!(store.counter(now, "visitors").is_err());
+    }
+
+    #[test]
+    fn set_ttl_counts_from_the_first_member_and_sets_are_not_other_kinds() {
+        let store = MemoryStore::new();
+        let start = Instant::now();
+        let ttl = Some(Duration::from_secs(10));
+        assert_eq!(store.set_add(start, "items", "1", ttl).ok(), Some(true));
+        assert_eq!(
+            store.set_add(later(start, 9), "items", "1", ttl).ok(),
+            Some(false)
+        );
+        assert_eq!(
+            store.set_add(later(start, 9), "items", "2", ttl).ok(),
+            Some(true)
+        );
+        let mut members = store
+            .set_members(later(start, 9), "items")
+            .unwrap_or_default();
+        members.sort();
+        assert_eq!(members, ["1", "2"]);
+        assert!(store.get(later(start, 9), "items").is_err());
+        assert!(store.increment(later(start, 9), "items", 1).is_err());
+        assert!(store.hll_count(later(start, 9), "items").is_err());
+        assert_eq!(
+            store.set_members(later(start, 10), "items").ok(),
+            Some(Vec::new())
+        );
+        store.set(start, "bytes", b"x", None);
+        assert!(store.set_add(start, "bytes", "1", None).is_err());
+        assert!(store.set_members(start, "bytes").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The key-value store every service uses for short-lived shared state: a cache, counters,
-//! HyperLogLog unique counts (visitors per item per day), a fixed-window rate limiter (logins per
-//! IP and e-mail) and a lease-style lock (one scheduler instance bills a subscription).
+//! HyperLogLog unique counts (visitors per item per day), sets of strings (which items were
+//! visited on a day), a fixed-window rate limiter (logins per IP and e-mail) and a lease-style
+//! lock (one scheduler instance bills a subscription).
 //!
 //! [`KeyValueStore`] is one cloneable handle over either Redis (production, shared by every
 //! replica) or an in-process map (the embedded one-process fleet and tests without Redis). The
@@ -230,6 +231,32 @@ impl KeyValueStore {
         }
     }
 
+    /// Adds `member` to the set of strings at `key` (`SADD`); true if it was not there yet.
+    /// `ttl` applies only when the key has no expiry yet, as for [`hll_add`](Self::hll_add):
+    /// it counts from the first member.
+    pub async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, KvError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(store) => store.set_add(Instant::now(), &key, member, ttl),
+            Backend::Redis(store) => store.set_add(&key, member, ttl).await,
+        }
+    }
+
+    /// Every member of the set at `key` (`SMEMBERS`), in no particular order; empty when absent.
+    /// The whole set comes back in one answer: meant for sets of thousands, not millions.
+    pub async fn set_members(&self, key: &str) -> Result<Vec<String>, KvError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(store) => store.set_members(Instant::now(), &key),
+            Backend::Redis(store) => store.set_members(&key).await,
+        }
+    }
+
     /// Counts one hit against `key` in a fixed window of `window` that starts at the window's
     /// first hit, and allows at most `limit` hits per window. Atomic across all clients (a Lua
     /// script on Redis). Denied hits still count, so hammering does not shorten the wait.
@@ -381,6 +408,120 @@ mod tests {
             }
         );
         assert!(!RateDecision::from_count(1, 0, reset).allowed);
+    }
+
+    /// The stores the set tests run on: in-process always, Redis when
+    /// `PILLIVERY_TEST_REDIS_URL` names one (then an unusable Redis fails the test). Each gets
+    /// a fresh prefix so parallel tests and earlier runs do not see each other's keys.
+    async fn every_backend() -> Vec<KeyValueStore> {
+        let prefix = format!("kv-unit-{:032x}", rand::random::<u128>());
+        let mut stores = vec![KeyValueStore::in_memory().with_prefix(&prefix)];
+        if let Some(url) = std::env::var("PILLIVERY_TEST_REDIS_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+        {
+            let redis =
+                KeyValueStore::connect_redis(&url, "pillivery-test", Duration::from_secs(2))
+                    .await
+                    .unwrap_or_else(|error| {
+                        panic!("PILLIVERY_TEST_REDIS_URL is unusable: {error}")
+                    });
+            stores.push(redis.with_prefix(&prefix));
+        }
+        stores
+    }
+
+    fn sorted(mut members: Vec<String>) -> Vec<String> {
+        members.sort();
+        members
+    }
+
+    #[tokio::test]
+    async fn sets_collect_distinct_members() {
+        for store in every_backend().await {
+            let ttl = Some(Duration::from_secs(60));
+            assert_eq!(
+                store.set_members("day").await.unwrap(),
+                Vec::<String>::new()
+            );
+            assert!(store.set_add("day", "7", ttl).await.unwrap());
+            assert!(store.set_add("day", "42", ttl).await.unwrap());
+            assert!(!store.set_add("day", "7", ttl).await.unwrap(), "{store:?}");
+            assert_eq!(sorted(store.set_members("day").await.unwrap()), ["42", "7"]);
+            // Without a ttl the set simply stays.
+            assert!(store.set_add("kept", "x", None).await.unwrap());
+            assert_eq!(store.set_members("kept").await.unwrap(), ["x"]);
+            store.delete("day").await.unwrap();
+            store.delete("kept").await.unwrap();
+            assert_eq!(
+                store.set_members("day").await.unwrap(),
+                Vec::<String>::new()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_set_adds_lose_nothing() {
+        for store in every_backend().await {
+            let mut tasks = tokio::task::JoinSet::new();
+            for member in 0..200 {
+                let store = store.clone();
+                tasks.spawn(async move {
+                    store
+                        .set_add(
+                            "visited",
+                            &member.to_string(),
+                            Some(Duration::from_secs(60)),
+                        )
+                        .await
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                assert!(joined.unwrap().unwrap(), "every member is new once");
+            }
+            let members = store.set_members("visited").await.unwrap();
+            let mut numbers: Vec<u32> = members.iter().map(|m| m.parse().unwrap()).collect();
+            numbers.sort_unstable();
+            assert_eq!(numbers, (0..200).collect::<Vec<u32>>(), "{store:?}");
+            store.delete("visited").await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_set_expires_a_fixed_time_after_its_first_member() {
+        for store in every_backend().await {
+            let ttl = Some(Duration::from_millis(300));
+            assert!(store.set_add("short", "a", ttl).await.unwrap());
+            assert_eq!(store.set_members("short").await.unwrap(), ["a"]);
+            // Later adds do not push the expiry back: poll with a deadline while adding.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut expired = false;
+            while Instant::now() < deadline {
+                let members = store.set_members("short").await.unwrap();
+                if members.is_empty() {
+                    expired = true;
+                    break;
+                }
+                store.set_add("short", "b", ttl).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(expired, "a set outlived its ttl on {store:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sets_do_not_mix_with_other_kinds() {
+        for store in every_backend().await {
+            store.set("text", b"v", None).await.unwrap();
+            assert!(store.set_add("text", "m", None).await.is_err());
+            assert!(store.set_members("text").await.is_err());
+            store.set_add("members", "m", None).await.unwrap();
+            assert!(store.get("members").await.is_err());
+            assert!(store.increment("members", 1).await.is_err());
+            assert!(store.hll_add("members", "m", None).await.is_err());
+            store.delete("text").await.unwrap();
+            store.delete("members").await.unwrap();
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Every call is bounded by the store's operation timeout, whatever the driver's own timeouts
 //! say, so a slow or partitioned Redis costs a request at most that long. Multi-step operations
-//! (rate limiter, HyperLogLog with expiry) are Lua scripts so that no crash or concurrent caller
+//! (rate limiter, HyperLogLog and set with expiry) are Lua scripts so that no crash or concurrent caller
 //! can observe them half done.
 
 use std::future::Future;
@@ -42,6 +42,15 @@ end
 return changed
 ";
 
+/// SADD, and give the key its ttl only if it has none (as for HyperLogLogs).
+const SET_ADD_SCRIPT: &str = r"
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return added
+";
+
 #[derive(Clone)]
 pub(crate) struct RedisStore {
     connection: ConnectionManager,
@@ -55,6 +64,7 @@ pub(crate) struct RedisStore {
 struct Scripts {
     rate_limit: Script,
     hll_add: Script,
+    set_add: Script,
 }
 
 impl RedisStore {
@@ -99,6 +109,7 @@ impl RedisStore {
             scripts: Arc::new(Scripts {
                 rate_limit: Script::new(RATE_LIMIT_SCRIPT),
                 hll_add: Script::new(HLL_ADD_SCRIPT),
+                set_add: Script::new(SET_ADD_SCRIPT),
             }),
         })
     }
@@ -220,6 +231,45 @@ impl RedisStore {
     pub(crate) async fn hll_count(&self, key: &str) -> Result<u64, KvError> {
         let mut connection = self.connection.clone();
         self.bounded(redis::cmd("PFCOUNT").arg(key).query_async(&mut connection))
+            .await
+    }
+
+    pub(crate) async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, KvError> {
+        let mut connection = self.connection.clone();
+        let added: i64 = match ttl {
+            None => {
+                self.bounded(
+                    redis::cmd("SADD")
+                        .arg(key)
+                        .arg(member)
+                        .query_async(&mut connection),
+                )
+                .await?
+            }
+            Some(ttl) => {
+                self.bounded(async {
+                    self.scripts
+                        .set_add
+                        .key(key)
+                        .arg(member)
+                        .arg(millis(ttl))
+                        .invoke_async(&mut connection)
+                        .await
+                })
+                .await?
+            }
+        };
+        Ok(added == 1)
+    }
+
+    pub(crate) async fn set_members(&self, key: &str) -> Result<Vec<String>, KvError> {
+        let mut connection = self.connection.clone();
+        self.bounded(redis::cmd("SMEMBERS").arg(key).query_async(&mut connection))
             .await
     }
 
