@@ -41,6 +41,26 @@ pub mod pillivery {
             tonic::include_proto!("pillivery.catalog.v1");
         }
     }
+    pub mod events {
+        pub mod v1 {
+            tonic::include_proto!("pillivery.events.v1");
+        }
+    }
+    pub mod order {
+        pub mod v1 {
+            tonic::include_proto!("pillivery.order.v1");
+        }
+    }
+    pub mod payment {
+        pub mod v1 {
+            tonic::include_proto!("pillivery.payment.v1");
+        }
+    }
+    pub mod scheduler {
+        pub mod v1 {
+            tonic::include_proto!("pillivery.scheduler.v1");
+        }
+    }
     pub mod user {
         pub mod v1 {
             tonic::include_proto!("pillivery.user.v1");
@@ -50,4 +70,8 @@ pub mod pillivery {
 
 pub use pillivery::api::v1 as api;
 pub use pillivery::catalog::v1 as catalog;
+pub use pillivery::events::v1 as events;
+pub use pillivery::order::v1 as order;
+pub use pillivery::payment::v1 as payment;
+pub use pillivery::scheduler::v1 as scheduler;
 pub use pillivery::user::v1 as user;
