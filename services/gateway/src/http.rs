@@ -451,7 +451,29 @@ async fn call(
             });
         }
     };
-    success_response(route, &response, locale)
+    success_response(route, &response, accepts_json(&parts.headers), locale)
+}
+
+/// Whether the client asked for JSON (`Accept: application/json`, with a quality above 0): a
+/// redirect route then answers its message as JSON instead of a 302 (SPEC section 6), so a
+/// storefront driving the PG redirects itself can read the outcome.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default();
+            let refused = parts.any(|parameter| {
+                parameter
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("application/json") && !refused
+        })
 }
 
 /// The REST answer for a successful call: a redirect, no content, or JSON, plus any headers the
@@ -459,6 +481,7 @@ async fn call(
 fn success_response(
     route: &Route,
     response: &DynamicMessage,
+    wants_json: bool,
     locale: Locale,
 ) -> Result<Response, HttpError> {
     let text_of = |field: &prost_reflect::FieldDescriptor| match response.get_field(field).as_ref()
@@ -475,7 +498,8 @@ fn success_response(
             locale,
         )
     };
-    let mut response_out = if let Some(field) = &route.redirect_field {
+    let redirect = route.redirect_field.as_ref().filter(|_| !wants_json);
+    let mut response_out = if let Some(field) = redirect {
         let location = HeaderValue::from_str(&text_of(field)).map_err(|_| broken_answer())?;
         let mut redirect = StatusCode::FOUND.into_response();
         redirect.headers_mut().insert(header::LOCATION, location);
@@ -687,5 +711,67 @@ fn forward_metadata(
         .and_then(|value| MetadataValue::try_from(value).ok())
     {
         metadata.insert("idempotency-key", key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn approve_route() -> Route {
+        let services = HashMap::from([(
+            "pillivery.payment.v1.PaymentService".to_owned(),
+            "payment".to_owned(),
+        )]);
+        crate::routes::build_routes(pillivery_proto::descriptor_pool(), &services)
+            .unwrap()
+            .into_iter()
+            .find(|route| route.method.name() == "ApprovePayment")
+            .unwrap()
+    }
+
+    fn headers(accept: &str) -> HeaderMap {
+        HeaderMap::from_iter([(header::ACCEPT, HeaderValue::from_str(accept).unwrap())])
+    }
+
+    #[test]
+    fn json_is_wanted_only_when_accepted() {
+        let cases = [
+            ("application/json", true),
+            ("text/html, application/json;q=0.9", true),
+            ("Application/JSON", true),
+            ("application/json;q=0", false),
+            ("text/html,application/xhtml+xml,*/*;q=0.8", false),
+            ("*/*", false),
+        ];
+        for (accept, expected) in cases {
+            assert_eq!(accepts_json(&headers(accept)), expected, "{accept}");
+        }
+        assert!(!accepts_json(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn redirect_routes_answer_json_when_asked() {
+        let route = approve_route();
+        let mut answer = DynamicMessage::new(route.method.output());
+        answer.set_field_by_name(
+            "redirect_url",
+            prost_reflect::Value::String("https://store.test/paid?orderId=7".into()),
+        );
+        let redirect = success_response(&route, &answer, false, Locale::Korean).unwrap();
+        assert_eq!(redirect.status(), StatusCode::FOUND);
+        assert_eq!(
+            redirect.headers()[header::LOCATION],
+            "https://store.test/paid?orderId=7"
+        );
+        let json = success_response(&route, &answer, true, Locale::Korean).unwrap();
+        assert_eq!(json.status(), StatusCode::OK);
+        assert!(json.headers().get(header::LOCATION).is_none());
+        let body = json.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["redirectUrl"], "https://store.test/paid?orderId=7");
+        assert!(body.get("payment").is_some(), "{body}");
     }
 }
