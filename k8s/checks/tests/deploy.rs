@@ -492,8 +492,8 @@ fn secret_stand_in(variable: &str) -> String {
     }
 }
 
-/// The service binaries (`pillivery-<service>`), built next to this test (`.ci/run` builds
-/// them before the tests) or in `PILLIVERY_SERVICE_BINARIES`.
+/// The service binaries (`pillivery-<service>`), next to this test (`.ci/run` builds them
+/// before the tests; a missing one is built here) or in `PILLIVERY_SERVICE_BINARIES`.
 fn service_binary(service: &str) -> PathBuf {
     let directory = match std::env::var_os("PILLIVERY_SERVICE_BINARIES") {
         Some(directory) => PathBuf::from(directory),
@@ -505,6 +505,16 @@ fn service_binary(service: &str) -> PathBuf {
             .to_path_buf(),
     };
     let binary = directory.join(format!("pillivery-{service}"));
+    if !binary.exists() && std::env::var_os("PILLIVERY_SERVICE_BINARIES").is_none() {
+        // `cargo test --workspace` builds no other package's binaries; build this one into the
+        // same target directory (cargo has released its build lock while tests run).
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--locked", "-p", &format!("pillivery-{service}")])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building pillivery-{service} failed");
+    }
     assert!(
         binary.exists(),
         "{} is missing: build the services first (cargo build -p pillivery-{service}; .ci/run does)",
