@@ -146,15 +146,19 @@ impl BoundOrder {
         )
         .spawn(&tasks, &stop);
         let store = OrderStore::new(database.clone(), config.business_time_zone).with_relay(relay);
-        Consumer::new(
+        let consumer = Consumer::new(
             events::CONSUMER_GROUP,
             &[events::USER_STREAM],
             database,
             bus,
             events::UserWithdrawnHandler::new(store.clone(), clock.clone()),
             &config.events,
-        )
-        .spawn(&tasks, &stop);
+        );
+        // Dead letters are listed and replayed on the admin port (operators only).
+        let host = host.with_admin_routes(pillivery_platform::events::admin_routes(
+            consumer.dead_letters(),
+        ));
+        consumer.spawn(&tasks, &stop);
         let service = OrderService::new(store, catalog, clock, config.unpaid_order_timeout());
         tasks.spawn(sweep_unpaid_orders(
             service.clone(),

@@ -155,15 +155,19 @@ impl BoundScheduler {
                 shutdown.clone(),
             ));
         }
-        Consumer::new(
+        let consumer = Consumer::new(
             events::CONSUMER_GROUP,
             &[events::ORDER_STREAM],
             database,
             bus,
             events::SubscriptionEvents::new(clock.clone()),
             &config.events,
-        )
-        .spawn(&tasks, &stop);
+        );
+        // Dead letters are listed and replayed on the admin port (operators only).
+        let host = host.with_admin_routes(pillivery_platform::events::admin_routes(
+            consumer.dead_letters(),
+        ));
+        consumer.spawn(&tasks, &stop);
 
         let routes = tonic::service::Routes::new(SchedulerAdminServiceServer::new(
             grpc::SchedulerAdminGrpc::new(biller, verifier),
