@@ -23,6 +23,7 @@
 
 mod entity;
 mod error;
+pub mod events;
 pub mod migration;
 
 use std::collections::HashMap;
@@ -47,7 +48,6 @@ use crate::domain::{
     Totals, UnitPrice,
 };
 use crate::error::OrderError;
-use crate::events;
 use entity::{
     cart, cart_line, idempotency_key, order, order_line, order_status_history, subscription,
 };
