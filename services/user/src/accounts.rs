@@ -365,9 +365,9 @@ impl Accounts {
     }
 }
 
-/// Called once when an account has been withdrawn. Only logs for now: once the event outbox
-/// exists this publishes `UserWithdrawn` (in the withdrawal's transaction), which the order
-/// service consumes to cancel the user's active subscriptions.
+/// Called once when an account has been withdrawn. The `UserWithdrawn` event is already in the
+/// outbox, written in the withdrawal's transaction; the order service consumes it to cancel the
+/// user's active subscriptions.
 pub fn on_user_withdrawn(user_id: i64) {
     tracing::info!(user_id, "user withdrawn");
 }

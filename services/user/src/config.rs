@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use pillivery_platform::auth::{SigningKey, TokenConfig};
 use pillivery_platform::config::ServiceConfig;
 use pillivery_platform::db::DatabaseConfig;
+use pillivery_platform::events::EventsConfig;
 use pillivery_platform::server::ServerConfig;
 use pillivery_platform::telemetry::TelemetryConfig;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,8 @@ pub struct UserConfig {
     pub password_hash_cost: HashCost,
     /// OAuth2 login providers (none by default: every provider answers 404 until configured).
     pub oauth: OAuthConfig,
+    /// The event bus and the relay that publishes `UserWithdrawn` (see docs/events.md).
+    pub events: EventsConfig,
 }
 
 impl Default for UserConfig {
@@ -67,6 +70,7 @@ impl Default for UserConfig {
             admin_password: None,
             password_hash_cost: HashCost::default(),
             oauth: OAuthConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -80,6 +84,7 @@ impl ServiceConfig for UserConfig {
         self.server.validate()?;
         self.telemetry.validate()?;
         self.database.validate()?;
+        self.events.validate()?;
         if self.tokens.issuer.is_empty() || self.tokens.audience.is_empty() {
             return Err("tokens.issuer and tokens.audience must not be empty".into());
         }

@@ -1,5 +1,6 @@
 //! The user service's gRPC surface: contract messages ⇄ use cases, the caller taken from the
-//! verified access token, nothing else.
+//! verified access token, nothing else. `UserInternalService` is for other services of the
+//! fleet (no token, no REST binding).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::accounts::{Accounts, TokenPair};
 use crate::domain::{SignUpInput, UpdateInput};
 use crate::error::UserError;
 use crate::oauth::{Callback, CompleteInput, OAuthLogin, OAuthOutcome};
-use crate::store::UserRecord;
+use crate::store::{UserRecord, UserStore};
 
 /// The metadata the gateway puts the client's address in, for the per-IP login limit.
 pub const CLIENT_IP_METADATA: &str = "x-client-ip";
@@ -289,6 +290,61 @@ impl pb::o_auth_service_server::OAuthService for OAuthGrpc {
             .await
             .map_err(failure(locale))?;
         Ok(Response::new(token_pair(pair)))
+    }
+}
+
+/// The most ids one `GetDisplayNames` takes.
+pub const MAX_DISPLAY_NAME_IDS: usize = 100;
+
+/// `pillivery.user.v1.UserInternalService`: what other services ask about accounts (today the
+/// catalog, for the author's name of a review).
+///
+/// No token is checked: the service has no REST binding, so the gateway never exposes it, and
+/// it is reachable only on the fleet's internal network. It answers display names only, which
+/// every review shows publicly anyway.
+pub struct UserInternalGrpc {
+    store: UserStore,
+}
+
+impl UserInternalGrpc {
+    pub fn new(store: UserStore) -> Self {
+        Self { store }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::user_internal_service_server::UserInternalService for UserInternalGrpc {
+    async fn get_display_names(
+        &self,
+        request: Request<pb::GetDisplayNamesRequest>,
+    ) -> Answer<pb::GetDisplayNamesResponse> {
+        let locale = Locale::from_metadata(request.metadata());
+        let mut user_ids = request.into_inner().user_ids;
+        if user_ids.len() > MAX_DISPLAY_NAME_IDS {
+            let violation = pillivery_platform::error::FieldViolation::new(
+                "userIds",
+                serde_json::Value::from(user_ids.len()),
+                pillivery_platform::error::Text::new(
+                    "한 번에 100명 이하만 조회할 수 있습니다.",
+                    "At most 100 users can be read at once.",
+                ),
+            );
+            return Err(failure(locale)(UserError::Invalid(vec![violation])));
+        }
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let users = self
+            .store
+            .active_display_names(&user_ids)
+            .await
+            .map_err(|error| failure(locale)(error.into()))?
+            .into_iter()
+            .map(|(user_id, display_name)| pb::UserDisplayName {
+                user_id,
+                display_name,
+            })
+            .collect();
+        Ok(Response::new(pb::GetDisplayNamesResponse { users }))
     }
 }
 

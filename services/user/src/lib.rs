@@ -5,7 +5,8 @@
 //! mapping in [`grpc`]. It serves `UserService`, `AuthService` (sign-up, profile,
 //! withdrawal, login, refresh, logout, JWKS) and `OAuthService` (OAuth2 login with the
 //! providers of `oauth.providers`, see [`oauth`]; with none configured every provider answers
-//! `OAUTH_PROVIDER_NOT_FOUND`).
+//! `OAUTH_PROVIDER_NOT_FOUND`). `UserInternalService` answers other services of the fleet
+//! (display names for the catalog's reviews) without a token and without a REST binding.
 //!
 //! What the fleet calls: [`bind`] (or [`BoundUser::bind_with`] to share one in-process
 //! [`KeyValueStore`] and [`SigningKey`] with the gateway), then `grpc_addr()`, `admin_addr()`,
@@ -29,9 +30,11 @@ use std::time::Duration;
 use pillivery_platform::auth::{AuthError, TokenIssuer, TokenVerifier};
 use pillivery_platform::kv::KvError;
 use pillivery_platform::server::{ServeError, ServiceHost, service_name};
-use pillivery_platform::shutdown::Shutdown;
+use pillivery_platform::events::{BusError, EventBus, Relay};
+use pillivery_platform::shutdown::{Shutdown, Tasks};
 use pillivery_proto::user::auth_service_server::AuthServiceServer;
 use pillivery_proto::user::o_auth_service_server::OAuthServiceServer;
+use pillivery_proto::user::user_internal_service_server::UserInternalServiceServer;
 use pillivery_proto::user::user_service_server::UserServiceServer;
 
 pub use crate::accounts::{
@@ -64,6 +67,8 @@ pub enum StartError {
     Admin(#[from] EnsureAdminError),
     #[error("{0}")]
     OAuth(String),
+    #[error("event bus: {0}")]
+    EventBus(#[from] BusError),
 }
 
 /// The user service with its ports bound, not yet serving.
@@ -72,6 +77,9 @@ pub struct BoundUser {
     host: ServiceHost,
     kv: KeyValueStore,
     signing_key: SigningKey,
+    /// Set by the embedded fleet (one in-process bus for every service); otherwise the bus
+    /// named by `events.bus_url` is connected when serving starts.
+    bus: Option<EventBus>,
 }
 
 impl BoundUser {
@@ -104,7 +112,16 @@ impl BoundUser {
             host,
             kv,
             signing_key,
+            bus: None,
         })
+    }
+
+    /// Publishes this service's events on `bus` instead of the one `events.bus_url` names.
+    pub fn with_event_bus(self, bus: EventBus) -> BoundUser {
+        BoundUser {
+            bus: Some(bus),
+            ..self
+        }
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -133,12 +150,22 @@ impl BoundUser {
             host,
             kv,
             signing_key,
+            bus,
         } = self;
         let database = pillivery_platform::db::connect_and_migrate::<store::migration::Migrator>(
             &config.database,
         )
         .await?;
-        let store = UserStore::new(database);
+        let bus = match bus {
+            Some(bus) => bus,
+            None => EventBus::connect(&config.events).await?,
+        };
+        // Background work stops with the service, also when serving ends on an error.
+        let tasks = Tasks::new();
+        let background = shutdown.child();
+        let relay = Relay::new("user", database.clone(), bus, kv.clone(), &config.events)
+            .spawn(&tasks, &background);
+        let store = UserStore::new(database).with_relay(relay);
         let hasher = PasswordHasher::new(config.password_hash_cost).await?;
         if let Some(password) = &config.admin_password {
             ensure_admin(&store, &hasher, &config.admin_email, password).await?;
@@ -146,6 +173,8 @@ impl BoundUser {
         let verifier =
             TokenVerifier::new(vec![signing_key.verification_key()], config.tokens.clone());
         let issuer = TokenIssuer::new(signing_key, config.tokens.clone());
+        // The internal service reads the same tables; the store is a cheap clone of the pool.
+        let internal_store = store.clone();
         let accounts = Arc::new(Accounts::new(
             store,
             hasher,
@@ -163,17 +192,27 @@ impl BoundUser {
             Arc::clone(&accounts),
         )))
         .add_service(AuthServiceServer::new(grpc::AuthGrpc::new(accounts)))
-        .add_service(OAuthServiceServer::new(grpc::OAuthGrpc::new(oauth)));
-        host.serve(
-            routes,
-            &[
-                service_name::<UserServiceServer<grpc::UserGrpc>>(),
-                service_name::<AuthServiceServer<grpc::AuthGrpc>>(),
-                service_name::<OAuthServiceServer<grpc::OAuthGrpc>>(),
-            ],
-            shutdown,
-        )
-        .await?;
+        .add_service(OAuthServiceServer::new(grpc::OAuthGrpc::new(oauth)))
+        // Internal: no token, reachable only on the fleet's network, never bound to REST.
+        .add_service(UserInternalServiceServer::new(grpc::UserInternalGrpc::new(
+            internal_store,
+        )));
+        let served = host
+            .serve(
+                routes,
+                &[
+                    service_name::<UserServiceServer<grpc::UserGrpc>>(),
+                    service_name::<AuthServiceServer<grpc::AuthGrpc>>(),
+                    service_name::<OAuthServiceServer<grpc::OAuthGrpc>>(),
+                    service_name::<UserInternalServiceServer<grpc::UserInternalGrpc>>(),
+                ],
+                shutdown,
+            )
+            .await;
+        background.trigger();
+        tasks.close();
+        tasks.wait().await;
+        served?;
         Ok(())
     }
 }

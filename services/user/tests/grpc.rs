@@ -743,3 +743,52 @@ async fn jwks_and_oauth(mut app: App) {
     assert_eq!(header["kid"], key.kid.as_str());
     assert_eq!(header["alg"], "EdDSA");
 }
+
+/// Withdrawal publishes exactly one `UserWithdrawn` (written in the withdrawal's transaction,
+/// published by the relay), which the order service consumes to cancel subscriptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawal_publishes_user_withdrawn_once() {
+    use pillivery_platform::events::{EventBus, EventsConfig};
+    use prost::Message;
+
+    let database = TestDatabase::fresh(&Backend::Sqlite).await;
+    let events = EventsConfig::default();
+    let bus = EventBus::in_memory(&events);
+    bus.backend().ensure_group("user", "test").await.unwrap();
+    let kv = KeyValueStore::in_memory();
+    let running =
+        common::start_with_bus(common::test_config(&database), kv.clone(), bus.clone()).await;
+    let mut app = App {
+        users: UserServiceClient::new(running.channel.clone()),
+        auth: AuthServiceClient::new(running.channel.clone()),
+        kv,
+    };
+    let user = sign_up(&mut app, 1).await;
+    let tokens = login(&mut app, 1).await;
+    app.users
+        .withdraw(authorized(pb::WithdrawRequest {}, &tokens.access_token))
+        .await
+        .unwrap();
+    let streams = ["user".to_owned()];
+    let deliveries = bus
+        .backend()
+        .read("test", "reader", &streams, 10, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 1, "one event for one withdrawal");
+    let event = deliveries[0].event.as_ref().unwrap();
+    assert_eq!(event.event_type, "UserWithdrawn");
+    assert_eq!(event.aggregate_id, user.user_id.to_string());
+    let payload = pillivery_proto::events::UserWithdrawn::decode(event.payload.as_slice()).unwrap();
+    assert_eq!(payload.user_id, user.user_id);
+    assert!(payload.withdrawn_at.is_some());
+    // And nothing else: the relay publishes each outbox row once.
+    let again = bus
+        .backend()
+        .read("test", "reader", &streams, 10, std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    running.stop().await;
+    database.remove().await;
+}

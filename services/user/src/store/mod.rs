@@ -15,10 +15,12 @@ use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use pillivery_platform::auth::Role;
+use pillivery_platform::events::{NewEvent, RelayWaker, outbox};
+use prost::Message;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 
 use crate::domain::refresh::{RefreshStatus, RefreshVerdict, judge_refresh};
@@ -136,7 +138,13 @@ pub enum RotateOutcome {
 #[derive(Clone, Debug)]
 pub struct UserStore {
     db: DatabaseConnection,
+    /// Wakes the outbox relay after a commit that wrote an event; without one the relay finds
+    /// the event on its next poll.
+    relay: Option<RelayWaker>,
 }
+
+/// The stream this service's events are published on.
+pub const EVENT_STREAM: &str = "user";
 
 /// The precision instants are stored and compared at.
 fn micros(instant: DateTime<Utc>) -> DateTime<Utc> {
@@ -146,7 +154,15 @@ fn micros(instant: DateTime<Utc>) -> DateTime<Utc> {
 impl UserStore {
     /// A store over an already migrated database (see [`Migrator`]).
     pub fn new(db: DatabaseConnection) -> UserStore {
-        UserStore { db }
+        UserStore { db, relay: None }
+    }
+
+    /// The same store, waking `relay` whenever it commits an event.
+    pub fn with_relay(self, relay: RelayWaker) -> UserStore {
+        UserStore {
+            relay: Some(relay),
+            ..self
+        }
     }
 
     /// Creates an account; a value another active account holds → [`StoreError::Taken`].
@@ -216,6 +232,26 @@ impl UserStore {
             .await?
             .map(record)
             .transpose()
+    }
+
+    /// `(user id, display name)` of the active accounts among `user_ids`; unknown and withdrawn
+    /// accounts are left out. One query; the caller bounds how many ids it sends.
+    pub async fn active_display_names(
+        &self,
+        user_ids: &[i64],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .column(user::Column::DisplayName)
+            .filter(user::Column::Id.is_in(user_ids.iter().copied()))
+            .filter(user::Column::Status.eq(AccountStatus::Active.as_str()))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
     }
 
     /// The active account with this (normalised) e-mail, if any.
@@ -323,7 +359,26 @@ impl UserStore {
             .filter(oauth_identity::Column::UserId.eq(user_id))
             .exec(&transaction)
             .await?;
+        // In the withdrawal's own transaction: the order service cancels the user's active
+        // subscriptions when it sees this, and it can never see a withdrawal that did not happen
+        // or miss one that did.
+        let event = pillivery_proto::events::UserWithdrawn {
+            user_id,
+            withdrawn_at: Some(prost_types::Timestamp {
+                seconds: now.timestamp(),
+                nanos: now.timestamp_subsec_nanos() as i32,
+            }),
+        };
+        outbox::append(
+            &transaction,
+            EVENT_STREAM,
+            NewEvent::new("UserWithdrawn", user_id.to_string(), event.encode_to_vec()),
+        )
+        .await?;
         transaction.commit().await?;
+        if let Some(relay) = &self.relay {
+            relay.wake();
+        }
         Ok(true)
     }
 

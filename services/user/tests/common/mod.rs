@@ -2,6 +2,7 @@
 //! fresh database, on every configured backend and key-value store.
 #![allow(dead_code)]
 
+use pillivery_platform::events::EventBus;
 use pillivery_platform::kv::KeyValueStore;
 use pillivery_platform::server::ServerConfig;
 use pillivery_platform::shutdown::Shutdown;
@@ -51,6 +52,19 @@ pub async fn start(config: UserConfig, kv: KeyValueStore) -> RunningUser {
     let bound = BoundUser::bind_with(config, kv, SigningKey::generate())
         .await
         .unwrap();
+    serve(bound).await
+}
+
+/// Like [`start`], publishing the service's events on `bus`.
+pub async fn start_with_bus(config: UserConfig, kv: KeyValueStore, bus: EventBus) -> RunningUser {
+    let bound = BoundUser::bind_with(config, kv, SigningKey::generate())
+        .await
+        .unwrap()
+        .with_event_bus(bus);
+    serve(bound).await
+}
+
+async fn serve(bound: BoundUser) -> RunningUser {
     let url = format!("http://{}", bound.grpc_addr());
     let shutdown = Shutdown::new();
     let server = tokio::spawn(bound.serve(shutdown.clone()));

@@ -15,9 +15,12 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
+        let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![
             Box::new(m20251201_000001_create_users::Migration),
             Box::new(m20251215_000002_create_oauth_identities::Migration),
-        ]
+        ];
+        // The outbox (and the platform's inbox and dead letters) for `UserWithdrawn`.
+        migrations.extend(pillivery_platform::events::migration::migrations());
+        migrations
     }
 }
