@@ -1,4 +1,11 @@
 //! The catalog's gRPC surface: contract messages ⇄ domain types, nothing else.
+//!
+//! Lists and the main page are answered through the [`ResponseCache`]; every successful
+//! change an answer depends on (admin writes, recorded sales) makes the cache stale right
+//! after it is committed. Item detail counts a view of the client address the gateway
+//! forwards (`x-client-ip`), or of the peer address when called directly.
+
+use std::net::IpAddr;
 
 use pillivery_platform::auth::{Caller, Role, TokenVerifier, caller_from_request};
 use pillivery_platform::error::Locale;
@@ -6,21 +13,47 @@ use pillivery_proto::api::PageInfo;
 use pillivery_proto::catalog as pb;
 use tonic::{Request, Response, Status};
 
+use crate::cache::{MAIN_PAGE_KEY, ResponseCache, search_key};
 use crate::domain::{
     Category, ItemChanges, ItemDraftInput, ItemSearch, NewItem, Page, SearchInput, import_drafts,
 };
 use crate::error::CatalogError;
 use crate::store::{CatalogStore, ItemRecord};
+use crate::views::ViewCounter;
+
+/// The metadata the gateway puts the client's address in.
+pub const CLIENT_IP_METADATA: &str = "x-client-ip";
 
 /// `pillivery.catalog.v1.CatalogService`: browsing.
 pub struct CatalogGrpc {
     store: CatalogStore,
+    cache: ResponseCache,
+    views: ViewCounter,
 }
 
 impl CatalogGrpc {
-    pub fn new(store: CatalogStore) -> Self {
-        Self { store }
+    pub fn new(store: CatalogStore, cache: ResponseCache, views: ViewCounter) -> Self {
+        Self {
+            store,
+            cache,
+            views,
+        }
     }
+}
+
+/// Who is viewing: the address the gateway forwarded, else the caller's own. Anything that is
+/// not an IP address is ignored (it would let one client count as many), and the address is
+/// written canonically so one client is one sketch member however it was spelled.
+fn visitor<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get(CLIENT_IP_METADATA)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<IpAddr>().ok())
+        .or_else(|| request.remote_addr().map(|address| address.ip()))
+        .map(|ip| ip.to_canonical().to_string())
+        // In-process calls have no address at all: they count as one visitor.
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -62,12 +95,15 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
             size: request.size,
         })
         .map_err(|violations| failure(locale)(violations.into()))?;
+        let store = &self.store;
         let page = self
-            .store
-            .search(&search)
+            .cache
+            .get_or_load_message(&search_key(&search), || async {
+                Ok(item_page(store.search(&search).await?))
+            })
             .await
-            .map_err(|error| failure(locale)(error.into()))?;
-        Ok(Response::new(item_page(page)))
+            .map_err(|error| failure(locale)(CatalogError::SharedStorage(error)))?;
+        Ok(Response::new(page))
     }
 
     async fn get_main_page(
@@ -75,19 +111,24 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         request: Request<pb::GetMainPageRequest>,
     ) -> Answer<pb::MainPage> {
         let locale = Locale::from_metadata(request.metadata());
+        let store = &self.store;
         let main = self
-            .store
-            .main_page()
+            .cache
+            .get_or_load_message(MAIN_PAGE_KEY, || async {
+                let main = store.main_page().await?;
+                Ok(pb::MainPage {
+                    discount_items: main.discount_items.iter().map(item_summary).collect(),
+                    best_sellers: main.best_sellers.iter().map(item_summary).collect(),
+                })
+            })
             .await
-            .map_err(|error| failure(locale)(error.into()))?;
-        Ok(Response::new(pb::MainPage {
-            discount_items: main.discount_items.iter().map(item_summary).collect(),
-            best_sellers: main.best_sellers.iter().map(item_summary).collect(),
-        }))
+            .map_err(|error| failure(locale)(CatalogError::SharedStorage(error)))?;
+        Ok(Response::new(main))
     }
 
     async fn get_item(&self, request: Request<pb::GetItemRequest>) -> Answer<pb::Item> {
         let locale = Locale::from_metadata(request.metadata());
+        let visitor = visitor(&request);
         let item_id = request.into_inner().item_id;
         let item = self
             .store
@@ -95,7 +136,11 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
             .await
             .map_err(|error| failure(locale)(error.into()))?
             .ok_or_else(|| failure(locale)(CatalogError::ItemNotFound(item_id)))?;
-        Ok(Response::new(item_detail(&item)))
+        // Only items that exist are counted: unknown ids must not grow the store.
+        let views = self.views.record(&item, &visitor).await;
+        let mut detail = item_detail(&item);
+        detail.views = views;
+        Ok(Response::new(detail))
     }
 }
 
@@ -106,12 +151,17 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
 /// role 403.
 pub struct CatalogAdminGrpc {
     store: CatalogStore,
+    cache: ResponseCache,
     verifier: TokenVerifier,
 }
 
 impl CatalogAdminGrpc {
-    pub fn new(store: CatalogStore, verifier: TokenVerifier) -> Self {
-        Self { store, verifier }
+    pub fn new(store: CatalogStore, cache: ResponseCache, verifier: TokenVerifier) -> Self {
+        Self {
+            store,
+            cache,
+            verifier,
+        }
     }
 
     /// The verified admin behind `request`, and the language to answer in.
@@ -137,6 +187,7 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminGrpc 
             .insert_items(std::slice::from_ref(&new_item))
             .await
             .map_err(|error| failure(locale)(error.into()))?;
+        self.cache.invalidate().await;
         let item_id = ids.first().copied().unwrap_or_default();
         let item = self
             .store
@@ -161,6 +212,7 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminGrpc 
             .await
             .map_err(|error| failure(locale)(error.into()))?
             .ok_or_else(|| failure(locale)(CatalogError::ItemNotFound(item_id)))?;
+        self.cache.invalidate().await;
         tracing::info!(item_id, admin = caller.user_id, "item updated");
         Ok(Response::new(item_detail(&item)))
     }
@@ -179,6 +231,7 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminGrpc 
         if !deleted {
             return Err(failure(locale)(CatalogError::ItemNotFound(item_id)));
         }
+        self.cache.invalidate().await;
         tracing::info!(item_id, admin = caller.user_id, "item deleted");
         Ok(Response::new(pb::DeleteItemResponse {}))
     }
@@ -201,6 +254,7 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminGrpc 
             .insert_items(&items)
             .await
             .map_err(|error| failure(locale)(error.into()))?;
+        self.cache.invalidate().await;
         tracing::info!(
             items = item_ids.len(),
             admin = caller.user_id,
@@ -217,11 +271,12 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminGrpc 
 /// no REST binding, so the gateway never exposes it, and callers are services, not users.
 pub struct CatalogInternalGrpc {
     store: CatalogStore,
+    cache: ResponseCache,
 }
 
 impl CatalogInternalGrpc {
-    pub fn new(store: CatalogStore) -> Self {
-        Self { store }
+    pub fn new(store: CatalogStore, cache: ResponseCache) -> Self {
+        Self { store, cache }
     }
 }
 
@@ -260,6 +315,8 @@ impl pb::catalog_internal_service_server::CatalogInternalService for CatalogInte
             .await
             .map_err(|error| failure(locale)(error.into()))?;
         if applied {
+            // Sales order the SALES sort and the best sellers, and lists show them.
+            self.cache.invalidate().await;
             tracing::info!(event_id = %request.event_id, lines = lines.len(), "sales recorded");
         } else {
             tracing::debug!(event_id = %request.event_id, "sales already recorded");
@@ -290,7 +347,7 @@ fn draft_input(draft: pb::ItemDraft) -> ItemDraftInput {
     }
 }
 
-fn timestamp(instant: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+pub(crate) fn timestamp(instant: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: instant.timestamp(),
         nanos: instant.timestamp_subsec_nanos() as i32,

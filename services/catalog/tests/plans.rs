@@ -16,7 +16,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
 const ITEMS: usize = 2_000;
 
 /// Every column of `items`, as the store selects them.
-const ITEM_COLUMNS: &str = r#""items"."id", "items"."product_name", "items"."enterprise", "items"."thumbnail", "items"."description_image", "items"."main_function", "items"."base_standard", "items"."intake", "items"."serving_use", "items"."preserve_period", "items"."distribution_period", "items"."statement_number", "items"."registered_date", "items"."sungsang", "items"."origin_price", "items"."discount_rate_bp", "items"."discount_price", "items"."real_price", "items"."sales", "items"."views", "items"."review_count", "items"."star_sum", "items"."star_avg_centi", "items"."deleted_at", "items"."created_at", "items"."updated_at", "items"."version""#;
+const ITEM_COLUMNS: &str = r#""items"."id", "items"."product_name", "items"."enterprise", "items"."thumbnail", "items"."description_image", "items"."main_function", "items"."base_standard", "items"."intake", "items"."serving_use", "items"."preserve_period", "items"."distribution_period", "items"."statement_number", "items"."registered_date", "items"."sungsang", "items"."origin_price", "items"."discount_rate_bp", "items"."discount_price", "items"."real_price", "items"."sales", "items"."views", "items"."review_count", "items"."star_sum", "items"."star_avg_centi", "items"."deleted_at", "items"."created_at", "items"."updated_at", "items"."version", "items"."views_folded_through""#;
 
 /// The category page sorted by SALES: `$1` = 1, `$2` = category, `$3` = limit, `$4` = offset.
 fn category_sales_page() -> String {

@@ -38,6 +38,8 @@ pub mod item {
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub version: i64,
+        /// The last business day folded into `views` (NULL: none yet).
+        pub views_folded_through: Option<Date>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -75,6 +77,56 @@ pub mod processed_event {
         #[sea_orm(primary_key, auto_increment = false)]
         pub event_id: String,
         pub processed_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `item_view_folds`: one row per (item, business day) whose views are in `items.views`.
+pub mod item_view_fold {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "item_view_folds")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub item_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub day: Date,
+        pub views: i64,
+        pub folded_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `reviews`: one row per review, soft-deleted ones included.
+pub mod review {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "reviews")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub item_id: i64,
+        pub order_id: i64,
+        pub user_id: i64,
+        /// The author's display name when the review was written.
+        pub display_name: String,
+        pub star: i32,
+        pub content: String,
+        /// `order_id` while live, NULL once deleted: the key of "once per (order, item)".
+        pub live_order_id: Option<i64>,
+        pub deleted_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,12 +15,17 @@
 //! (`FOR UPDATE` where the backend has it; SQLite serialises writers anyway), changes it and
 //! its categories, and guards the `UPDATE` with the version it read, so a price is never
 //! recomputed from a stale origin price or rate.
+//!
+//! Reviews and the item counters they keep exact are in the `reviews` module (its docs say how:
+//! one transaction per write, relative counter updates, the mean recomputed under the
+//! item's row lock).
 
 mod entity;
 mod error;
 pub mod migration;
+mod reviews;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
@@ -34,12 +39,13 @@ use crate::domain::{
     Category, DiscountRate, ItemChanges, ItemSearch, ItemSort, NewItem, Page, Price,
     star_avg_from_centi,
 };
-use entity::{item, item_category, processed_event};
+use entity::{item, item_category, item_view_fold, processed_event};
 use pillivery_platform::error::{FieldViolation, Text};
 use sea_orm::SqlErr;
 
 pub use error::StoreError;
 pub use migration::Migrator;
+pub use reviews::{CreateOutcome, NewReview, ReviewCounters, ReviewRecord};
 
 /// The most ids one [`CatalogStore::get_many`] takes.
 pub const MAX_BATCH_ITEMS: usize = 100;
@@ -86,8 +92,11 @@ pub struct ItemRecord {
     pub real_price: i64,
     /// Units sold, all time.
     pub sales: i64,
-    /// Views folded into the stored total (today's estimate is added by the service).
+    /// Views folded into the stored total (the days not folded yet are added by the service
+    /// from their sketches, see `crate::views`).
     pub views: i64,
+    /// The last business day whose views are in `views`; `None` before the first fold.
+    pub views_folded_through: Option<NaiveDate>,
     pub review_count: i64,
     pub star_sum: i64,
     /// Mean star × 100, rounded half-up; what STAR_AVG sorts on.
@@ -134,6 +143,11 @@ impl CatalogStore {
     /// A store over an already migrated database (see [`Migrator`]).
     pub fn new(db: DatabaseConnection) -> CatalogStore {
         CatalogStore { db }
+    }
+
+    /// The connection pool, for the event consumer's inbox and dead letters.
+    pub fn database(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     /// One page of a search, with the total of all matches.
@@ -465,6 +479,105 @@ impl CatalogStore {
         Ok(deleted.rows_affected == 1)
     }
 
+    /// Which of `item_ids` already have `day` folded into their stored views.
+    pub async fn folded_items(
+        &self,
+        day: NaiveDate,
+        item_ids: &[i64],
+    ) -> Result<HashSet<i64>, StoreError> {
+        if item_ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let folded: Vec<i64> = item_view_fold::Entity::find()
+            .select_only()
+            .column(item_view_fold::Column::ItemId)
+            .filter(item_view_fold::Column::Day.eq(day))
+            .filter(item_view_fold::Column::ItemId.is_in(item_ids.iter().copied()))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(folded.into_iter().collect())
+    }
+
+    /// Adds each item's views of `day` to its stored total, at most once per (item, day): one
+    /// transaction records every (item, day) in `item_view_folds`, increments `items.views` by
+    /// the count (in the database, `views = views + n`) and moves `views_folded_through`
+    /// forward to `day` (never back).
+    ///
+    /// All or nothing. False when one of the (item, day) pairs had been folded already (by
+    /// another replica racing this one, say): then nothing was written, and the caller folds
+    /// the items one by one so the others still get theirs. Deleted items are folded like the
+    /// others (their counters are history; they are never shown).
+    pub async fn fold_views(
+        &self,
+        day: NaiveDate,
+        counts: &[(i64, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if counts.is_empty() {
+            return Ok(true);
+        }
+        let now = now.trunc_subsecs(6);
+        let transaction = self.db.begin().await?;
+        let rows = counts
+            .iter()
+            .map(|&(item_id, views)| item_view_fold::ActiveModel {
+                item_id: Set(item_id),
+                day: Set(day),
+                views: Set(views),
+                folded_at: Set(now),
+            });
+        let inserted = item_view_fold::Entity::insert_many(rows)
+            .exec_without_returning(&transaction)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                // Dropping the transaction rolls it back: no counter was touched.
+                return Ok(false);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        for &(item_id, views) in counts {
+            let later_day = Condition::any()
+                .add(item::Column::ViewsFoldedThrough.is_null())
+                .add(item::Column::ViewsFoldedThrough.lt(day));
+            item::Entity::update_many()
+                .col_expr(
+                    item::Column::Views,
+                    Expr::col(item::Column::Views).add(views),
+                )
+                .col_expr(
+                    item::Column::ViewsFoldedThrough,
+                    Expr::case(later_day, Expr::val(day))
+                        .finally(Expr::col(item::Column::ViewsFoldedThrough))
+                        .into(),
+                )
+                .filter(item::Column::Id.eq(item_id))
+                .exec(&transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves `views_folded_through` to `day` for every item still before it: called once
+    /// every item with a sketch for `day` has been folded, it says "nothing more of `day`" for
+    /// the items nobody viewed that day, so item detail stops reading that day's (absent)
+    /// sketch. Neither `views` nor anything a list shows changes.
+    pub async fn mark_views_folded_through(&self, day: NaiveDate) -> Result<u64, StoreError> {
+        let marked = item::Entity::update_many()
+            .col_expr(item::Column::ViewsFoldedThrough, Expr::value(Some(day)))
+            .filter(
+                Condition::any()
+                    .add(item::Column::ViewsFoldedThrough.is_null())
+                    .add(item::Column::ViewsFoldedThrough.lt(day)),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(marked.rows_affected)
+    }
+
     /// Live items in the catalog.
     pub async fn count_items(&self) -> Result<u64, StoreError> {
         count_matching(
@@ -730,6 +843,7 @@ fn new_item_model(new_item: &NewItem, now: DateTime<Utc>) -> item::ActiveModel {
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
+        views_folded_through: Set(None),
     }
 }
 
@@ -760,6 +874,7 @@ fn record_from_model(
         real_price: model.real_price,
         sales: model.sales,
         views: model.views,
+        views_folded_through: model.views_folded_through,
         review_count: model.review_count,
         star_sum: model.star_sum,
         star_avg_centi: model.star_avg_centi,
@@ -768,6 +883,48 @@ fn record_from_model(
         updated_at: model.updated_at,
         version: model.version,
     })
+}
+
+/// What unit tests elsewhere in the crate build records from.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A live item with empty texts, zero counters and no categories.
+    pub(crate) fn blank_item() -> ItemRecord {
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        ItemRecord {
+            item_id: 1,
+            product_name: String::new(),
+            enterprise: String::new(),
+            thumbnail: String::new(),
+            description_image: String::new(),
+            main_function: String::new(),
+            base_standard: String::new(),
+            intake: String::new(),
+            serving_use: String::new(),
+            preserve_period: String::new(),
+            distribution_period: String::new(),
+            statement_number: String::new(),
+            registered_date: epoch.date_naive(),
+            sungsang: String::new(),
+            categories: Vec::new(),
+            origin_price: 0,
+            discount_rate: DiscountRate::ZERO,
+            discount_price: 0,
+            real_price: 0,
+            sales: 0,
+            views: 0,
+            views_folded_through: None,
+            review_count: 0,
+            star_sum: 0,
+            star_avg_centi: 0,
+            deleted_at: None,
+            created_at: epoch,
+            updated_at: epoch,
+            version: 1,
+        }
+    }
 }
 
 #[cfg(test)]

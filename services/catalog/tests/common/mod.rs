@@ -3,11 +3,18 @@
 //! fleet wires it), and helpers for requests and errors.
 #![allow(dead_code)]
 
+use std::time::Duration;
+
+use catalog::store::CatalogStore;
 use catalog::{BoundCatalog, CatalogConfig};
 use pillivery_platform::auth::{Role, SigningKey, TokenConfig, TokenIssuer, jwks};
+use pillivery_platform::client::UpstreamConfig;
+use pillivery_platform::db::DatabaseConfig;
 use pillivery_platform::error::{ApiError, DecodedError};
-use pillivery_platform::server::ServerConfig;
+use pillivery_platform::kv::KeyValueStore;
+use pillivery_platform::server::{READINESS, ServerConfig, wait_until_serving};
 use pillivery_platform::shutdown::Shutdown;
+use pillivery_platform::time::SharedClock;
 use pillivery_testkit::{Backend, TestDatabase};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -17,32 +24,102 @@ pub struct RunningCatalog {
     pub channel: Channel,
     /// Signs tokens the catalog accepts.
     pub issuer: TokenIssuer,
+    /// The key-value store it was given (cache level 2, view sketches).
+    pub kv: KeyValueStore,
+    key: SigningKey,
+    database_config: DatabaseConfig,
     shutdown: Shutdown,
     server: tokio::task::JoinHandle<Result<(), catalog::StartError>>,
-    database: TestDatabase,
+    /// `None` for a replica started on another instance's database: the owner removes it.
+    database: Option<TestDatabase>,
+}
+
+/// How to start a catalog beyond the defaults.
+pub struct Options {
+    /// The store to share (with another replica, or a Redis); a fresh in-process one if `None`.
+    pub kv: Option<KeyValueStore>,
+    /// The clock views are dated by; the system clock if `None`.
+    pub clock: Option<SharedClock>,
+    /// Last changes to the configuration.
+    pub configure: fn(&mut CatalogConfig),
+    /// The order and user services reviews ask (fakes on loopback ports); none if `None`.
+    pub order: Option<UpstreamConfig>,
+    pub user: Option<UpstreamConfig>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            kv: None,
+            clock: None,
+            configure: |_| {},
+            order: None,
+            user: None,
+        }
+    }
 }
 
 impl RunningCatalog {
     pub async fn start(backend: &Backend) -> RunningCatalog {
+        RunningCatalog::start_with(backend, Options::default()).await
+    }
+
+    /// A catalog on a fresh database of `backend`.
+    pub async fn start_with(backend: &Backend, options: Options) -> RunningCatalog {
         let database = TestDatabase::fresh(backend).await;
-        let key = SigningKey::generate();
-        let config = CatalogConfig {
+        let config = database.config.clone();
+        let mut running = RunningCatalog::launch(config, SigningKey::generate(), options).await;
+        running.database = Some(database);
+        running
+    }
+
+    /// Another replica on this one's database, with the same token keys.
+    pub async fn replica(&self, options: Options) -> RunningCatalog {
+        RunningCatalog::launch(self.database_config.clone(), self.key.clone(), options).await
+    }
+
+    async fn launch(
+        database_config: DatabaseConfig,
+        key: SigningKey,
+        options: Options,
+    ) -> RunningCatalog {
+        let mut config = CatalogConfig {
             server: ServerConfig::loopback(),
-            database: database.config.clone(),
+            database: database_config.clone(),
             jwks: jwks(&[key.verification_key()]).to_string(),
             ..CatalogConfig::default()
         };
-        let bound = BoundCatalog::bind(config).await.unwrap();
-        let url = format!("http://{}", bound.grpc_addr());
+        if let Some(order) = options.order {
+            config.order = order;
+        }
+        if let Some(user) = options.user {
+            config.user = user;
+        }
+        (options.configure)(&mut config);
+        let kv = options.kv.unwrap_or_else(KeyValueStore::in_memory);
+        let mut bound = BoundCatalog::bind_with(config, kv.clone()).await.unwrap();
+        if let Some(clock) = options.clock {
+            bound = bound.with_clock(clock);
+        }
+        let grpc_addr = bound.grpc_addr();
+        let url = format!("http://{grpc_addr}");
         let shutdown = Shutdown::new();
         let server = tokio::spawn(bound.serve(shutdown.clone()));
+        // Serving (and so readiness) starts after the migrations, which tests that use the
+        // database directly need to have run.
+        wait_until_serving(grpc_addr, READINESS, Duration::from_secs(60))
+            .await
+            .unwrap();
         let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
         RunningCatalog {
             channel,
-            issuer: TokenIssuer::new(key, TokenConfig::default()),
+            issuer: TokenIssuer::new(key.clone(), TokenConfig::default()),
+            kv,
+            key,
+            database_config,
             shutdown,
             server,
-            database,
+            database: None,
         }
     }
 
@@ -50,11 +127,22 @@ impl RunningCatalog {
         self.issuer.issue(user_id, role, chrono::Utc::now()).token
     }
 
-    /// Stops the service and drops the test's database.
+    /// A store on the catalog's database (already migrated by the service).
+    pub async fn store(&self) -> CatalogStore {
+        CatalogStore::new(
+            pillivery_platform::db::connect(&self.database_config)
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// Stops the service and, unless it is a replica, drops the test's database.
     pub async fn stop(self) {
         self.shutdown.trigger();
         self.server.await.unwrap().unwrap();
-        self.database.remove().await;
+        if let Some(database) = self.database {
+            database.remove().await;
+        }
     }
 }
 
@@ -93,6 +181,7 @@ pub fn fields(error: &DecodedError) -> Vec<&str> {
 
 /// One test per scenario and backend: SQLite always, PostgreSQL/MySQL when configured. Each
 /// test file defines `run(Option<Backend>, scenario)`.
+#[allow(unused_macros)]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {

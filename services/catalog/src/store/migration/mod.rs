@@ -11,6 +11,8 @@ use sea_orm_migration::prelude::*;
 mod m20251124_000001_create_items;
 mod m20251125_000001_search_indexes;
 mod m20251126_000001_processed_events;
+mod m20251127_000001_view_folds;
+mod m20251128_000001_reviews;
 
 /// Every migration of the catalog, oldest first.
 pub struct Migrator;
@@ -18,10 +20,15 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
+        let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![
             Box::new(m20251124_000001_create_items::Migration),
             Box::new(m20251125_000001_search_indexes::Migration),
             Box::new(m20251126_000001_processed_events::Migration),
-        ]
+            Box::new(m20251127_000001_view_folds::Migration),
+            Box::new(m20251128_000001_reviews::Migration),
+        ];
+        // The platform's event tables: the consumer's inbox and dead letters (and an outbox).
+        migrations.extend(pillivery_platform::events::migration::migrations());
+        migrations
     }
 }
