@@ -229,6 +229,12 @@ pub struct RunningService {
 /// A running fleet.
 pub struct Fleet {
     pub http_addr: SocketAddr,
+    /// The payment sandbox's origin (KakaoPay's API and the buyer page).
+    pub sandbox_url: String,
+    /// The payment sandbox's ledger and faults, in-process.
+    pub sandbox: pillivery_sandbox_pg::Sandbox,
+    /// The sandbox's server; stopped by the fleet's shutdown and awaited with the services.
+    sandbox_task: JoinHandle<Result<(), pillivery_sandbox_pg::SandboxError>>,
     services: BTreeMap<&'static str, RunningService>,
     shutdown: Shutdown,
 }
@@ -255,6 +261,11 @@ impl Fleet {
         };
         // One process, so one in-process store serves every service (token blacklist, ...).
         let key_value = KeyValueStore::in_memory();
+        // And one in-process event bus: every service's relay publishes to it and every
+        // consumer reads from it, with the semantics of Redis Streams (docs/events.md).
+        let event_bus = pillivery_platform::events::EventBus::in_memory(
+            &pillivery_platform::events::EventsConfig::default(),
+        );
         // Installed before any breaker or counter is created, so no early sample is lost.
         let _ = pillivery_platform::telemetry::metrics_handle();
         let shutdown = Shutdown::new();
@@ -272,33 +283,84 @@ impl Fleet {
             key_value.clone(),
             signing_key.clone(),
         )
-        .await?;
-        let catalog = catalog::BoundCatalog::bind(catalog::CatalogConfig {
-            server: loopback_server(),
-            database: options.storage.database_for("catalog").await?,
-            demo_items: options.demo_items,
-            jwks: auth::jwks(&[signing_key.verification_key()]).to_string(),
-            ..Default::default()
-        })
-        .await?;
+        .await?
+        .with_event_bus(event_bus.clone());
+        let catalog = catalog::BoundCatalog::bind_with(
+            catalog::CatalogConfig {
+                server: loopback_server(),
+                database: options.storage.database_for("catalog").await?,
+                demo_items: options.demo_items,
+                jwks: auth::jwks(&[signing_key.verification_key()]).to_string(),
+                // Reviews store the author's display name, asked of the user service.
+                user: pillivery_platform::client::UpstreamConfig::new(format!(
+                    "http://{}",
+                    user.grpc_addr()
+                )),
+                ..Default::default()
+            },
+            // The list cache's second level, the view sketches and the fold lock.
+            key_value.clone(),
+        )
+        .await?
+        .with_event_bus(event_bus.clone());
         let order = order::bind(order::OrderConfig {
             server: loopback_server(),
             database: options.storage.database_for("order").await?,
+            catalog: pillivery_platform::client::UpstreamConfig::new(format!(
+                "http://{}",
+                catalog.grpc_addr()
+            )),
+            jwks: auth::jwks(&[signing_key.verification_key()]).to_string(),
             ..Default::default()
         })
-        .await?;
+        .await?
+        .with_key_value_store(key_value.clone())
+        .with_event_bus(event_bus.clone());
+        // The catalog and the order service call each other: the catalog, bound first, learns
+        // the order service's address (reviews ask it who bought what) now that it is bound.
+        let catalog = catalog.with_order_upstream(pillivery_platform::client::UpstreamConfig::new(
+            format!("http://{}", order.grpc_addr()),
+        ));
+        // The payment sandbox (KakaoPay's API, crates/sandbox-pg) runs in-process; the payment
+        // service talks to it over HTTP exactly as it would to KakaoPay.
+        let sandbox =
+            pillivery_sandbox_pg::Sandbox::bind(pillivery_sandbox_pg::SandboxConfig::loopback())
+                .await?;
+        let sandbox_url = sandbox.base_url().to_owned();
+        let sandbox_handle = sandbox.sandbox();
         let payment = payment::bind(payment::PaymentConfig {
             server: loopback_server(),
             database: options.storage.database_for("payment").await?,
+            provider: payment::config::KakaoPayConfig {
+                base_url: sandbox_url.clone(),
+                secret_key: pillivery_sandbox_pg::DEFAULT_SECRET_KEY.to_owned(),
+                ..Default::default()
+            },
+            order: pillivery_platform::client::UpstreamConfig::new(format!(
+                "http://{}",
+                order.grpc_addr()
+            )),
+            jwks: auth::jwks(&[signing_key.verification_key()]).to_string(),
             ..Default::default()
         })
-        .await?;
+        .await?
+        .with_event_bus(event_bus.clone());
         let scheduler = scheduler::bind(scheduler::SchedulerConfig {
             server: loopback_server(),
             database: options.storage.database_for("scheduler").await?,
+            order: pillivery_platform::client::UpstreamConfig::new(format!(
+                "http://{}",
+                order.grpc_addr()
+            )),
+            payment: pillivery_platform::client::UpstreamConfig::new(format!(
+                "http://{}",
+                payment.grpc_addr()
+            )),
+            jwks: auth::jwks(&[signing_key.verification_key()]).to_string(),
             ..Default::default()
         })
-        .await?;
+        .await?
+        .with_event_bus(event_bus.clone());
         let mut upstreams = BTreeMap::new();
         upstreams.insert(
             "catalog".to_owned(),
@@ -307,6 +369,18 @@ impl Fleet {
                 &[
                     "pillivery.catalog.v1.CatalogService",
                     "pillivery.catalog.v1.CatalogAdminService",
+                    "pillivery.catalog.v1.ReviewService",
+                ],
+            ),
+        );
+        upstreams.insert(
+            "order".to_owned(),
+            gateway::GatewayUpstream::new(
+                format!("http://{}", order.grpc_addr()),
+                &[
+                    "pillivery.order.v1.CartService",
+                    "pillivery.order.v1.OrderService",
+                    "pillivery.order.v1.SubscriptionService",
                 ],
             ),
         );
@@ -321,6 +395,20 @@ impl Fleet {
                 ],
             ),
         );
+        upstreams.insert(
+            "payment".to_owned(),
+            gateway::GatewayUpstream::new(
+                format!("http://{}", payment.grpc_addr()),
+                &["pillivery.payment.v1.PaymentService"],
+            ),
+        );
+        upstreams.insert(
+            "scheduler".to_owned(),
+            gateway::GatewayUpstream::new(
+                format!("http://{}", scheduler.grpc_addr()),
+                &["pillivery.scheduler.v1.SchedulerAdminService"],
+            ),
+        );
         let gateway = gateway::BoundGateway::bind(gateway::GatewayConfig {
             http_host: [127, 0, 0, 1].into(),
             http_port: options.http_port,
@@ -332,6 +420,9 @@ impl Fleet {
         .await?
         .with_key_value_store(key_value.clone());
         let http_addr = gateway.http_addr();
+        // The PG sends the buyer back to the gateway's approve / cancel / fail routes.
+        let payment = payment.with_public_base_url(format!("http://{http_addr}"));
+        let sandbox_task = tokio::spawn(sandbox.serve(shutdown.child()));
 
         macro_rules! launch {
             ($name:literal, $bound:expr) => {{
@@ -363,6 +454,9 @@ impl Fleet {
 
         let mut fleet = Fleet {
             http_addr,
+            sandbox_url,
+            sandbox: sandbox_handle,
+            sandbox_task,
             services,
             shutdown,
         };
@@ -457,6 +551,13 @@ impl Fleet {
                 Err(error) if error.is_cancelled() => {}
                 Err(error) => errors.push(format!("{name}: {error}")),
             }
+        }
+        // After the services: the payment service may still be settling a call with it.
+        match self.sandbox_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => errors.push(format!("payment sandbox: {error}")),
+            Err(error) if error.is_cancelled() => {}
+            Err(error) => errors.push(format!("payment sandbox: {error}")),
         }
         if errors.is_empty() {
             Ok(())
