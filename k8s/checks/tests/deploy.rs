@@ -51,6 +51,7 @@ fn call_graph() -> BTreeSet<(String, String)> {
         ("scheduler", "order"),
         ("scheduler", "payment"),
         ("catalog", "order"),
+        ("catalog", "user"),
     ]
     .into_iter()
     .map(|(from, to)| (from.to_owned(), to.to_owned()))
