@@ -41,18 +41,27 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut now = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *now += by;
     }
 
     pub fn set(&self, to: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = to;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = to;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -191,7 +200,10 @@ mod tests {
             "\"Asia/Seoul\"".to_owned()
         );
         let unknown = serde_json::from_str::<BusinessCalendar>("\"Mars/Olympus\"").unwrap_err();
-        assert!(unknown.to_string().contains("unknown time zone"), "{unknown}");
+        assert!(
+            unknown.to_string().contains("unknown time zone"),
+            "{unknown}"
+        );
     }
 
     #[test]

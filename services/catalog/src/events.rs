@@ -37,9 +37,11 @@ fn sold_lines(event: &EventEnvelope) -> Result<Vec<(i64, i64)>, HandlerError> {
     let unreadable =
         |error: prost::DecodeError| HandlerError::Permanent(format!("unreadable payload: {error}"));
     let lines = match event.event_type.as_str() {
-        "OrderPaid" => pb::OrderPaid::decode(event.payload.as_slice())
-            .map_err(unreadable)?
-            .lines,
+        "OrderPaid" => {
+            pb::OrderPaid::decode(event.payload.as_slice())
+                .map_err(unreadable)?
+                .lines
+        }
         "SubscriptionRenewed" => pb::SubscriptionRenewed::decode(event.payload.as_slice())
             .map_err(unreadable)?
             .line

@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pillivery_platform::auth::{AuthError, TokenIssuer, TokenVerifier};
+use pillivery_platform::events::{BusError, EventBus, Relay};
 use pillivery_platform::kv::KvError;
 use pillivery_platform::server::{ServeError, ServiceHost, service_name};
-use pillivery_platform::events::{BusError, EventBus, Relay};
 use pillivery_platform::shutdown::{Shutdown, Tasks};
 use pillivery_proto::user::auth_service_server::AuthServiceServer;
 use pillivery_proto::user::o_auth_service_server::OAuthServiceServer;

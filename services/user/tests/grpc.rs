@@ -772,7 +772,13 @@ async fn withdrawal_publishes_user_withdrawn_once() {
     let streams = ["user".to_owned()];
     let deliveries = bus
         .backend()
-        .read("test", "reader", &streams, 10, std::time::Duration::from_secs(5))
+        .read(
+            "test",
+            "reader",
+            &streams,
+            10,
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(deliveries.len(), 1, "one event for one withdrawal");
@@ -785,7 +791,13 @@ async fn withdrawal_publishes_user_withdrawn_once() {
     // And nothing else: the relay publishes each outbox row once.
     let again = bus
         .backend()
-        .read("test", "reader", &streams, 10, std::time::Duration::from_millis(300))
+        .read(
+            "test",
+            "reader",
+            &streams,
+            10,
+            std::time::Duration::from_millis(300),
+        )
         .await
         .unwrap();
     assert!(again.is_empty(), "{again:?}");

@@ -229,7 +229,11 @@ mod tests {
     fn sparse_and_dense_sketches_agree() {
         // Below the threshold the sketch stays sparse and small...
         let small = sketch_of(500);
-        assert!(small.register_bytes() < 4 * 1024, "{}", small.register_bytes());
+        assert!(
+            small.register_bytes() < 4 * 1024,
+            "{}",
+            small.register_bytes()
+        );
         // ...and it estimates exactly what the same registers estimate when dense.
         for count in [1, 10, 500, 1_000, 1_100, 5_000] {
             let sketch = sketch_of(count);
