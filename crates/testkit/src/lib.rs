@@ -203,6 +203,12 @@ pub fn http_client() -> reqwest::Client {
         .no_proxy()
         // Redirects are part of what is tested (the OAuth authorize step answers 302).
         .redirect(reqwest::redirect::Policy::none())
+        // Bodies arrive as sent: `cargo test --workspace` unifies reqwest's features with the
+        // load tool's (gzip), and a decompressing client would hide `Content-Encoding`.
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .no_zstd()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("an HTTP client")
