@@ -497,51 +497,57 @@ impl PaymentStore {
         approved: &ApprovedPayment,
     ) -> Result<PaymentRecord, StoreError> {
         let txn = self.db.begin().await?;
+        // The guarded write comes first, the read after it. On SQLite (WAL) a transaction that
+        // reads first and writes second fails at once with SQLITE_BUSY (no busy wait) when
+        // another connection wrote in between: under concurrent approvals that surfaced as
+        // "database is locked", the gateway retried the approve, found the lease held and the
+        // buyer got 409 PAYMENT_IN_PROGRESS for a payment the PG had approved. Writing first
+        // takes the write lock (waiting up to busy_timeout) before the snapshot is pinned.
+        let moved = payment::Entity::update_many()
+            .col_expr(
+                payment::Column::Status,
+                Expr::value(PaymentStatus::Approved.as_str()),
+            )
+            .col_expr(payment::Column::ReadySlot, Expr::value(Option::<i64>::None))
+            .col_expr(payment::Column::Aid, Expr::value(approved.aid.clone()))
+            .col_expr(payment::Column::Sid, Expr::value(approved.sid.clone()))
+            .col_expr(
+                payment::Column::ApprovedAt,
+                Expr::value(approved.approved_at),
+            )
+            .col_expr(
+                payment::Column::LeaseUntilMs,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(payment::Column::UpdatedAt, Expr::value(now()))
+            .filter(payment::Column::Id.eq(payment_id))
+            .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_str()))
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
         let current = payment::Entity::find_by_id(payment_id)
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(format!("payment {payment_id}")))?;
-        if current.status == PaymentStatus::Ready.as_str() {
-            payment::Entity::update_many()
-                .col_expr(
-                    payment::Column::Status,
-                    Expr::value(PaymentStatus::Approved.as_str()),
-                )
-                .col_expr(payment::Column::ReadySlot, Expr::value(Option::<i64>::None))
-                .col_expr(payment::Column::Aid, Expr::value(approved.aid.clone()))
-                .col_expr(payment::Column::Sid, Expr::value(approved.sid.clone()))
-                .col_expr(
-                    payment::Column::ApprovedAt,
-                    Expr::value(approved.approved_at),
-                )
-                .col_expr(
-                    payment::Column::LeaseUntilMs,
-                    Expr::value(Option::<i64>::None),
-                )
-                .col_expr(payment::Column::UpdatedAt, Expr::value(now()))
-                .filter(payment::Column::Id.eq(payment_id))
-                .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_str()))
-                .exec(&txn)
-                .await?;
-            if let Some(sid) = &approved.sid {
-                // One key per origin order; a second approval of the same order cannot exist
-                // (the ready slot and the paid check), so a conflict is a repeat.
-                let exists = subscription_key::Entity::find_by_id(current.order_id)
-                    .one(&txn)
-                    .await?
-                    .is_some();
-                if !exists {
-                    subscription_key::ActiveModel {
-                        origin_order_id: Set(current.order_id),
-                        sid: Set(sid.clone()),
-                        user_id: Set(current.user_id),
-                        active: Set(true),
-                        created_at: Set(approved.approved_at),
-                        inactivated_at: Set(None),
-                    }
-                    .insert(&txn)
-                    .await?;
+        if moved && let Some(sid) = &approved.sid {
+            // One key per origin order; a second approval of the same order cannot exist
+            // (the ready slot and the paid check), so a conflict is a repeat.
+            let exists = subscription_key::Entity::find_by_id(current.order_id)
+                .one(&txn)
+                .await?
+                .is_some();
+            if !exists {
+                subscription_key::ActiveModel {
+                    origin_order_id: Set(current.order_id),
+                    sid: Set(sid.clone()),
+                    user_id: Set(current.user_id),
+                    active: Set(true),
+                    created_at: Set(approved.approved_at),
+                    inactivated_at: Set(None),
                 }
+                .insert(&txn)
+                .await?;
             }
         }
         txn.commit().await?;
