@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pillivery_platform::resilience::{Backoff, Bulkhead, CircuitBreaker, EdgePolicy, RetryBudget};
+use pillivery_platform::resilience::{
+    Backoff, BreakerState, Bulkhead, CircuitBreaker, EdgePolicy, RetryBudget,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -171,7 +173,10 @@ impl KakaoPay {
                 Err(ProviderError::Unknown(_)) => repeat == Repeat::Safe,
             };
             let pause = self.backoff.delay(retries);
+            // An open breaker fails fast (SPEC section 9): waiting a backoff only to be refused
+            // again would turn its sub-millisecond answer into tens of milliseconds.
             let may_retry = retryable
+                && self.breaker.state() != BreakerState::Open
                 && retries < self.max_retries
                 && Instant::now() + pause < deadline
                 && self.retry_budget.try_withdraw();
