@@ -9,6 +9,8 @@
 
 mod closed;
 mod open;
+mod payments;
+mod renewals;
 mod summary;
 mod targets;
 
@@ -68,6 +70,68 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         clients: u32,
     },
+    /// Renewal throughput through the scheduler: creates subscriptions over the API, slows the
+    /// payment sandbox down, runs `POST /api/admin/billing/runs` and reports charges/s.
+    Renewals(RenewalArgs),
+    /// Many payment approvals at once against a slowed-down PG (SPEC 11, "payment approve").
+    PaymentApprove(payments::ApproveArgs),
+    /// The PG breaker under a failure ramp, with catalog browsing beside it (SPEC 9).
+    Breaker(payments::BreakerArgs),
+}
+
+#[derive(Debug, Args)]
+struct RenewalArgs {
+    /// The gateway's base URL.
+    #[arg(
+        long,
+        env = "PILLIVERY_LOAD_HOST",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    host: String,
+    /// The fleet's administrator (runs billing).
+    #[arg(
+        long,
+        env = "PILLIVERY_ADMIN_EMAIL",
+        default_value = "admin@pillivery.local"
+    )]
+    admin_email: String,
+    /// The administrator's password (the fleet prints it on a first start and keeps it in
+    /// `<data-dir>/admin-password`).
+    #[arg(long, env = "PILLIVERY_ADMIN_PASSWORD")]
+    admin_password: String,
+    /// Subscriptions to create and renew (rounded up to whole orders).
+    #[arg(long, default_value_t = 2_000)]
+    subscriptions: usize,
+    /// Subscription lines per order (at most 50): one PG key per order.
+    #[arg(long, default_value_t = 50)]
+    lines_per_order: usize,
+    /// Orders per customer.
+    #[arg(long, default_value_t = 10)]
+    orders_per_customer: usize,
+    /// Items to pick lines from (ids 1..=N).
+    #[arg(long, default_value_t = 200)]
+    items: usize,
+    /// Period of every subscription, in days; each round bills one period later.
+    #[arg(long, default_value_t = 30)]
+    period_days: u32,
+    /// Orders placed and paid at once while setting up.
+    #[arg(long, default_value_t = 8)]
+    setup_concurrency: usize,
+    /// The payment sandbox's origin; by default taken from the first payment page's URL.
+    #[arg(long)]
+    sandbox: Option<String>,
+    /// Latency the sandbox adds to every KakaoPay call during the runs (SPEC: 50 ms).
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Billing runs, one period apart; every subscription is due in each.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Milliseconds waited after the last payment for the billing jobs' events.
+    #[arg(long, default_value_t = 5_000)]
+    settle_ms: u64,
+    /// Per-request timeout of the set-up calls, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +181,33 @@ impl Common {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (common, outcome) = match cli.command {
+        Command::PaymentApprove(args) => return payments::approve(args).await,
+        Command::Breaker(args) => return payments::breaker(args).await,
+        Command::Renewals(args) => {
+            let options = renewals::RenewalOptions {
+                host: args.host,
+                admin_email: args.admin_email,
+                admin_password: args.admin_password,
+                subscriptions: args.subscriptions,
+                lines_per_order: args.lines_per_order,
+                orders_per_customer: args.orders_per_customer,
+                items: args.items,
+                period_days: args.period_days,
+                setup_concurrency: args.setup_concurrency,
+                sandbox: args.sandbox,
+                latency_ms: args.latency_ms,
+                rounds: args.rounds,
+                settle: Duration::from_millis(args.settle_ms),
+                timeout: Duration::from_secs(args.timeout_seconds),
+            };
+            return match renewals::run(&options).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("pillivery-load: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Closed {
             common,
             users,

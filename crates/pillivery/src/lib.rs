@@ -239,6 +239,22 @@ pub struct Fleet {
     shutdown: Shutdown,
 }
 
+/// Approvals in flight on the gateway → payment and payment → PG edges. Each approval holds a
+/// slot on both for the PG's whole answer (the original's test: 2 s), so by Little's law SPEC
+/// section 11's 1 000 concurrent approvals need 1 000 slots on each; the defaults (64 and 256)
+/// shed the rest with 503 (docs/payments.md, "Load test"). A slot is a semaphore permit and a
+/// waiting future, so the limit still bounds a runaway without costing anything below it.
+const PAYMENT_IN_FLIGHT: usize = 1_024;
+
+fn payment_edge(
+    policy: pillivery_platform::resilience::EdgePolicy,
+) -> pillivery_platform::resilience::EdgePolicy {
+    pillivery_platform::resilience::EdgePolicy {
+        max_concurrent: PAYMENT_IN_FLIGHT,
+        ..policy
+    }
+}
+
 fn loopback_server() -> ServerConfig {
     ServerConfig::loopback()
 }
@@ -334,6 +350,7 @@ impl Fleet {
             provider: payment::config::KakaoPayConfig {
                 base_url: sandbox_url.clone(),
                 secret_key: pillivery_sandbox_pg::DEFAULT_SECRET_KEY.to_owned(),
+                edge: payment_edge(payment::config::KakaoPayConfig::default().edge),
                 ..Default::default()
             },
             order: pillivery_platform::client::UpstreamConfig::new(format!(
@@ -397,10 +414,13 @@ impl Fleet {
         );
         upstreams.insert(
             "payment".to_owned(),
-            gateway::GatewayUpstream::new(
-                format!("http://{}", payment.grpc_addr()),
-                &["pillivery.payment.v1.PaymentService"],
-            ),
+            gateway::GatewayUpstream {
+                policy: payment_edge(Default::default()),
+                ..gateway::GatewayUpstream::new(
+                    format!("http://{}", payment.grpc_addr()),
+                    &["pillivery.payment.v1.PaymentService"],
+                )
+            },
         );
         upstreams.insert(
             "scheduler".to_owned(),
