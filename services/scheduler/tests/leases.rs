@@ -19,7 +19,8 @@ use pillivery_testkit::{Backend, TestDatabase, eventually};
 use scheduler::domain::JobStatus;
 use scheduler::store::{Migrator, SchedulerStore};
 
-const JOBS: i64 = 1_200;
+/// The scale: ten thousand due jobs.
+const JOBS: i64 = 10_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_mid_run_leaves_no_job_charged_twice_or_never() {
