@@ -20,15 +20,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use common::{TestFleet, start_fleet};
+use common::{TestFleet, location, send_full as send, start_fleet};
 use pillivery_proto::scheduler as spb;
 use pillivery_proto::scheduler::scheduler_internal_service_client::SchedulerInternalServiceClient;
 use pillivery_sandbox_pg::{
     Endpoint, EndpointSet, EntryKind, FaultConfig, LedgerFilter, SidStatus, SubscriptionFilter,
 };
 use pillivery_testkit::eventually;
-use pillivery_testkit::reqwest::header::{HeaderMap, LOCATION};
-use pillivery_testkit::reqwest::{Client, RequestBuilder};
+use pillivery_testkit::reqwest::Client;
 use serde_json::{Value, json};
 
 /// How long event-driven effects (jobs created, sales, SIDs deactivated) may take to show.
@@ -59,30 +58,6 @@ const DECLINES_FROM: u64 = 200;
 
 /// Cancellations happen after the first run on or after this day.
 const CANCEL_FROM: u64 = 120;
-
-async fn send(request: RequestBuilder) -> (u16, HeaderMap, Value) {
-    let response = request.send().await.expect("an answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.expect("a body");
-    let json = if body.is_empty() {
-        Value::Null
-    } else {
-        // Redirects carry a small HTML page; only JSON bodies are read.
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
-    };
-    (status, headers, json)
-}
-
-fn location(headers: &HeaderMap) -> String {
-    headers
-        .get(LOCATION)
-        .expect("a Location header")
-        .to_str()
-        .expect("an ASCII Location")
-        .to_owned()
-}
 
 fn date(value: &Value) -> NaiveDate {
     value

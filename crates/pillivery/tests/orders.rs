@@ -5,45 +5,15 @@
 
 mod common;
 
-use common::{TestFleet, start_fleet};
+use common::{TestFleet, send, start_fleet};
 use pillivery_proto::order as pb;
 use pillivery_proto::order::order_internal_service_client::OrderInternalServiceClient;
-use pillivery_testkit::reqwest::{Client, RequestBuilder};
+use pillivery_testkit::reqwest::Client;
 use serde_json::{Value, json};
-
-async fn send(request: RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.expect("the gateway answers");
-    let status = response.status().as_u16();
-    let body = response.bytes().await.unwrap();
-    let json = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| panic!("JSON body, got {:?}", String::from_utf8_lossy(&body)))
-    };
-    (status, json)
-}
 
 /// Signs up user `n` and logs in; answers the access token.
 async fn user(test: &TestFleet, client: &Client, n: u32) -> String {
-    let base = &test.base;
-    let (status, body) = send(client.post(format!("{base}/api/users")).json(&json!({
-        "email": format!("orders{n}@example.com"),
-        "password": "secret-pass1",
-        "displayName": format!("orders{n}"),
-        "realName": "김주문",
-        "phone": format!("010-5555-{:04}", n),
-        "city": "서울",
-        "detailAddress": "강남구 1"
-    })))
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, tokens) = send(client.post(format!("{base}/api/auth/login")).json(&json!({
-        "email": format!("orders{n}@example.com"), "password": "secret-pass1"
-    })))
-    .await;
-    assert_eq!(status, 200, "{tokens}");
-    tokens["accessToken"].as_str().unwrap().to_owned()
+    common::signed_up_user(test, client, "orders", &format!("orders{n}"), "5555", n).await
 }
 
 fn receiver() -> Value {

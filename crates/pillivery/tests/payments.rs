@@ -8,11 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestFleet, start_fleet};
+use common::{TestFleet, location, send_full as send, start_fleet};
 use pillivery_sandbox_pg::{LedgerFilter, SidStatus, SubscriptionFilter};
 use pillivery_testkit::eventually;
-use pillivery_testkit::reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, LOCATION};
-use pillivery_testkit::reqwest::{Client, RequestBuilder};
+use pillivery_testkit::reqwest::Client;
+use pillivery_testkit::reqwest::header::ACCEPT;
 use serde_json::{Value, json};
 
 /// How long event-driven effects (sales, refunds, SID deactivation) may take to show.
@@ -22,38 +22,6 @@ const PATIENCE: Duration = Duration::from_secs(20);
 const SUCCESS_PAGE: &str = "http://localhost:3000/payments/success";
 const CANCEL_PAGE: &str = "http://localhost:3000/payments/cancel";
 const FAIL_PAGE: &str = "http://localhost:3000/payments/fail";
-
-async fn send(request: RequestBuilder) -> (u16, HeaderMap, Value) {
-    let response = request.send().await.expect("an answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.unwrap();
-    let is_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    // Redirects and the sandbox's page carry HTML; only JSON answers are decoded.
-    let json = if is_json {
-        serde_json::from_slice(&body).unwrap_or_else(|_| {
-            panic!(
-                "JSON body for {status}, got {:?}",
-                String::from_utf8_lossy(&body)
-            )
-        })
-    } else {
-        Value::Null
-    };
-    (status, headers, json)
-}
-
-fn location(headers: &HeaderMap) -> String {
-    headers
-        .get(LOCATION)
-        .expect("a Location header")
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
 
 /// A signed-up, logged-in customer.
 struct Buyer<'a> {

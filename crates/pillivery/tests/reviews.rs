@@ -7,45 +7,15 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{TestFleet, start_fleet};
+use common::{TestFleet, send, start_fleet};
 use pillivery_proto::order as pb;
 use pillivery_proto::order::order_internal_service_client::OrderInternalServiceClient;
-use pillivery_testkit::reqwest::{Client, RequestBuilder};
-use serde_json::{Value, json};
-
-async fn send(request: RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.expect("the gateway answers");
-    let status = response.status().as_u16();
-    let body = response.bytes().await.unwrap();
-    let json = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| panic!("JSON body, got {:?}", String::from_utf8_lossy(&body)))
-    };
-    (status, json)
-}
+use pillivery_testkit::reqwest::Client;
+use serde_json::json;
 
 /// Signs up user `n` (display name `리뷰어{n}`) and logs in; answers the access token.
 async fn user(test: &TestFleet, client: &Client, n: u32) -> String {
-    let base = &test.base;
-    let (status, body) = send(client.post(format!("{base}/api/users")).json(&json!({
-        "email": format!("reviews{n}@example.com"),
-        "password": "secret-pass1",
-        "displayName": format!("리뷰어{n}"),
-        "realName": "김리뷰",
-        "phone": format!("010-7777-{:04}", n),
-        "city": "서울",
-        "detailAddress": "강남구 1"
-    })))
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, tokens) = send(client.post(format!("{base}/api/auth/login")).json(&json!({
-        "email": format!("reviews{n}@example.com"), "password": "secret-pass1"
-    })))
-    .await;
-    assert_eq!(status, 200, "{tokens}");
-    tokens["accessToken"].as_str().unwrap().to_owned()
+    common::signed_up_user(test, client, "reviews", &format!("리뷰어{n}"), "7777", n).await
 }
 
 /// Makes every checkout's idempotency key a new one.
