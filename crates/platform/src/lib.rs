@@ -8,6 +8,7 @@
 //! - [`db`]: database connections by URL (SQLite, PostgreSQL, MySQL) and migrations.
 //! - [`events`]: the outbox, the relay to the event bus, consumers with an inbox and dead letters.
 //! - [`kv`]: cache, counter, HyperLogLog, rate limiter and lock over Redis or in-process.
+//! - [`paging`]: page requests (1-based, size 1..=100, never clamped) and pages with their totals.
 //! - [`auth`]: Ed25519 access tokens: issuing, verifying, JWKS, the caller behind a request.
 //! - [`error`]: service errors as `tonic::Status` with machine-readable details, and back.
 //! - [`shutdown`]: the one signal every task of a process watches.
@@ -23,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod kv;
+pub mod paging;
 pub mod process;
 pub mod resilience;
 pub mod server;

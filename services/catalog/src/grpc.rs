@@ -9,7 +9,6 @@ use std::net::IpAddr;
 
 use pillivery_platform::auth::{Caller, Role, TokenVerifier, caller_from_request};
 use pillivery_platform::error::Locale;
-use pillivery_proto::api::PageInfo;
 use pillivery_proto::catalog as pb;
 use tonic::{Request, Response, Status};
 
@@ -362,12 +361,7 @@ fn category_numbers(categories: &[Category]) -> Vec<i32> {
 }
 
 fn item_page(page: Page<ItemRecord>) -> pb::ItemPage {
-    let page_info = PageInfo {
-        page: page.page.page as i32,
-        size: page.page.size as i32,
-        total_elements: page.total_elements as i64,
-        total_pages: page.total_pages() as i32,
-    };
+    let page_info = page.page_info();
     pb::ItemPage {
         data: page.rows.iter().map(item_summary).collect(),
         page_info: Some(page_info),

@@ -21,7 +21,6 @@
 
 use pillivery_platform::auth::{Caller, TokenVerifier, caller_from_request};
 use pillivery_platform::error::Locale;
-use pillivery_proto::api::PageInfo;
 use pillivery_proto::catalog as pb;
 use tonic::{Request, Response, Status};
 
@@ -236,12 +235,7 @@ fn review_message(review: &ReviewRecord) -> pb::Review {
 }
 
 fn review_page(page: Page<ReviewRecord>) -> pb::ReviewPage {
-    let page_info = PageInfo {
-        page: page.page.page as i32,
-        size: page.page.size as i32,
-        total_elements: page.total_elements as i64,
-        total_pages: page.total_pages() as i32,
-    };
+    let page_info = page.page_info();
     pb::ReviewPage {
         data: page.rows.iter().map(review_message).collect(),
         page_info: Some(page_info),

@@ -8,7 +8,6 @@
 
 use pillivery_platform::auth::{TokenVerifier, caller_from_request};
 use pillivery_platform::error::{FieldViolation, Locale, Text};
-use pillivery_proto::api::PageInfo;
 use pillivery_proto::order as pb;
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -184,7 +183,7 @@ impl pb::order_service_server::OrderService for OrderGrpc {
             .await
             .map_err(failure(locale))?;
         Ok(Response::new(pb::OrderPage {
-            page_info: Some(page_info(&orders)),
+            page_info: Some(Page::page_info(&orders)),
             data: orders.rows.iter().map(order_message).collect(),
         }))
     }
@@ -237,7 +236,7 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionGrpc {
             .await
             .map_err(failure(locale))?;
         Ok(Response::new(pb::SubscriptionPage {
-            page_info: Some(page_info(&subscriptions)),
+            page_info: Some(Page::page_info(&subscriptions)),
             data: subscriptions
                 .rows
                 .iter()
@@ -493,15 +492,6 @@ fn subscription_status_number(status: SubscriptionStatus) -> i32 {
         SubscriptionStatus::Canceled => pb::SubscriptionStatus::Canceled,
     };
     status as i32
-}
-
-fn page_info<T>(page: &Page<T>) -> PageInfo {
-    PageInfo {
-        page: page.page.page as i32,
-        size: page.page.size as i32,
-        total_elements: page.total_elements as i64,
-        total_pages: page.total_pages() as i32,
-    }
 }
 
 fn cart_message(cart: &CartView) -> pb::Cart {

@@ -12,8 +12,8 @@
 use pillivery_platform::error::{FieldViolation, Text};
 use serde_json::Value;
 
+use super::PageRequest;
 use super::category::Category;
-use super::paging::PageRequest;
 
 /// Longest keyword accepted, in characters (after trimming).
 pub const MAX_KEYWORD_CHARS: usize = 100;

@@ -7,13 +7,12 @@
 //! - [`order`]: checkout validation, the price snapshot, the idempotency hash, the status
 //!   machine.
 //! - [`subscription`]: billing dates, customer changes, the subscription status machine.
-//! - [`paging`]: page requests and pages.
+//! - [`PageRequest`] / [`Page`]: paging, shared by every service (`pillivery_platform::paging`).
 
 pub mod cart;
 pub mod line;
 pub mod money;
 pub mod order;
-pub mod paging;
 pub mod subscription;
 
 pub use cart::{CartKind, CartLineChange, CartView, NewCartLine, StoredCartLine};
@@ -22,7 +21,7 @@ pub use money::{Totals, UnitPrice};
 pub use order::{
     InvalidTransition, NewOrder, OrderInput, OrderStatus, OrderTransition, Receiver, ValidOrder,
 };
-pub use paging::{Page, PageRequest};
+pub use pillivery_platform::paging::{Page, PageRequest};
 pub use subscription::{
     BillingDates, CycleCheck, InvalidSubscriptionState, SubscriptionChange, SubscriptionStatus,
     Terms,

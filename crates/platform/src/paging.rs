@@ -1,10 +1,13 @@
-//! Page requests and pages of results (SPEC section 2, "Lists").
+//! Page requests and pages of results (SPEC section 2, "Lists"), the same for every list route of
+//! every service.
 //!
 //! `page` is 1-based (default 1) and `size` is 1..=100 (default 20). Values outside are a
 //! field violation, never silently clamped. A page past the last is not an error: it has no rows
 //! and the true totals.
 
-use pillivery_platform::error::{FieldViolation, Text};
+use pillivery_proto::api::PageInfo;
+
+use crate::error::{FieldViolation, Text};
 
 /// Which slice of a result list to answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,6 +100,16 @@ impl<T> Page<T> {
     pub fn total_pages(&self) -> u64 {
         self.total_elements
             .div_ceil(u64::from(self.page.size.max(1)))
+    }
+
+    /// The `pageInfo` every list answer carries.
+    pub fn page_info(&self) -> PageInfo {
+        PageInfo {
+            page: self.page.page as i32,
+            size: self.page.size as i32,
+            total_elements: self.total_elements as i64,
+            total_pages: self.total_pages() as i32,
+        }
     }
 
     /// The same page with every row converted.
